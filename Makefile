@@ -1,0 +1,73 @@
+# The two commands a fresh Debian machine needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+SYSPKGS     := build-essential pkg-config libuv1-dev node-llhttp
+TESTSYSPKGS := $(SYSPKGS)
+BENCHPKGS   := $(SYSPKGS) wrk util-linux
+HOST ?= 127.0.0.1
+PORT ?= 8000
+CSRC := $(shell find csrc -name '*.[ch]' 2>/dev/null) setup.py
+
+.PHONY: run test test-asan test-c bench bench-smoke build deps clean
+
+deps:
+	@scripts/system-deps.sh $(SYSPKGS)
+
+$(VENV)/.stamp-venv:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install 'setuptools>=64' wheel
+	touch $@
+
+$(VENV)/.stamp-test: requirements/test.txt $(VENV)/.stamp-venv
+	$(PIP) install -r requirements/test.txt
+	touch $@
+
+$(VENV)/.stamp-bench: requirements/bench.txt $(VENV)/.stamp-venv
+	$(PIP) install -r requirements/bench.txt
+	touch $@
+
+# Editable install: the extension is built in place, so edits to Python files need no reinstall.
+flask_restful_async/.built: $(CSRC) pyproject.toml $(VENV)/.stamp-venv
+	@scripts/system-deps.sh $(SYSPKGS)
+	rm -f flask_restful_async/_core*.so
+	$(PIP) install --no-build-isolation --no-deps -e .
+	touch $@
+
+build: flask_restful_async/.built
+
+run: build
+	$(PY) -m flask_restful_async run examples.app:app --host $(HOST) --port $(PORT)
+
+test: build $(VENV)/.stamp-test
+	@scripts/system-deps.sh $(TESTSYSPKGS)
+	$(MAKE) test-c
+	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+
+test-c:
+	@$(MAKE) -s -C tests/c run
+
+# The whole suite with the extension built under ASan + UBSan.  Python itself is not
+# instrumented, so the runtime is preloaded and leak checking is left to the LSan run
+# (Python's own allocations at exit would drown it).
+test-asan: $(VENV)/.stamp-test $(VENV)/.stamp-venv
+	@scripts/system-deps.sh $(SYSPKGS)
+	rm -f flask_restful_async/_core*.so flask_restful_async/.built
+	FRA_SANITIZE=1 $(PIP) install --no-build-isolation --no-deps -e .
+	$(MAKE) -s -C tests/c run SANITIZE=1
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	FRA_SANITIZED=1 $(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
+	rm -f flask_restful_async/_core*.so
+
+bench: build $(VENV)/.stamp-bench
+	@scripts/system-deps.sh $(BENCHPKGS)
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-smoke: build $(VENV)/.stamp-bench
+	@scripts/system-deps.sh $(BENCHPKGS)
+	$(PY) bench/run.py --smoke $(BENCH_ARGS)
+
+clean:
+	rm -rf build *.egg-info flask_restful_async/_core*.so flask_restful_async/.built tests/c/build

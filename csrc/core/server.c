@@ -1,0 +1,256 @@
+/* server.c — the server: its libuv loop, listeners, the non-blocking loop pass driven from the
+ * asyncio loop, graceful shutdown, the buffered access log.  Owns the loop, the listeners, the
+ * shared read buffer and the request free list.  Runs on the loop thread; no function here
+ * needs the GIL itself (the bridge calls in with it held), except fra_server_wakeup, which is
+ * thread-safe. */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "fra/core.h"
+
+#define RBUF_SIZE (64 * 1024)
+#define LOG_FLUSH_AT (48 * 1024)
+
+static void wakeup_cb(uv_async_t *a) {
+  fra_server *s = a->data;
+  if (s->hooks.on_wakeup) s->hooks.on_wakeup(s);
+}
+
+static void log_timer_cb(uv_timer_t *t) { fra__access_log_flush(t->data); }
+
+int fra_server_init(fra_server *s, const fra_config *cfg, const fra_hooks *hooks, void *data) {
+  memset(s, 0, sizeof *s);
+  int rc = uv_loop_init(&s->loop);
+  if (rc) return rc;
+  s->loop.data = s;
+  s->cfg = *cfg;
+  s->hooks = *hooks;
+  s->data = data;
+  s->rbuf_size = RBUF_SIZE;
+  s->rbuf = malloc(RBUF_SIZE);
+  if (!s->rbuf) return UV_ENOMEM;
+  if ((rc = uv_async_init(&s->loop, &s->wakeup, wakeup_cb))) return rc;
+  s->wakeup.data = s;
+  uv_timer_init(&s->loop, &s->log_timer);
+  s->log_timer.data = s;
+  uv_unref((uv_handle_t *)&s->log_timer);
+  return 0;
+}
+
+static int add_listener(fra_server *s, uv_stream_t **out, int tcp) {
+  if (s->nlisteners >= FRA_LISTEN_MAX) return UV_EMFILE;
+  int i = s->nlisteners;
+  s->listener_is_tcp[i] = tcp;
+  int rc = tcp ? uv_tcp_init(&s->loop, &s->listeners[i].tcp) : uv_pipe_init(&s->loop, &s->listeners[i].pipe, 0);
+  if (rc) return rc;
+  s->listeners[i].handle.data = s;
+  s->nlisteners++;
+  *out = &s->listeners[i].stream;
+  return 0;
+}
+
+/* A listener that failed to set up is closed right away; its slot is not reused. */
+static int listener_failed(fra_server *s, uv_stream_t *l, int rc) {
+  uv_close((uv_handle_t *)l, NULL);
+  return rc;
+}
+
+int fra_server_listen_tcp(fra_server *s, const char *host, int port, int backlog) {
+  struct sockaddr_storage ss;
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) return UV_EAI_NONAME;
+    memcpy(&ss, res->ai_addr, res->ai_addrlen);
+    if (ss.ss_family == AF_INET) ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+    else ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+    freeaddrinfo(res);
+  }
+  uv_stream_t *l;
+  int rc = add_listener(s, &l, 1);
+  if (rc) return rc;
+  if ((rc = uv_tcp_bind((uv_tcp_t *)l, (struct sockaddr *)&ss, 0))) return listener_failed(s, l, rc);
+  if ((rc = uv_listen(l, backlog, fra__conn_accept))) return listener_failed(s, l, rc);
+  return 0;
+}
+
+int fra_server_listen_unix(fra_server *s, const char *path, int backlog) {
+  struct stat st;
+  /* A socket file left by a previous run would make bind fail; anything else is kept. */
+  if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
+  uv_stream_t *l;
+  int rc = add_listener(s, &l, 0);
+  if (rc) return rc;
+  if ((rc = uv_pipe_bind((uv_pipe_t *)l, path))) return listener_failed(s, l, rc);
+  if ((rc = uv_listen(l, backlog, fra__conn_accept))) return listener_failed(s, l, rc);
+  return 0;
+}
+
+int fra_server_listen_fd(fra_server *s, int fd, int backlog) {
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) return -errno;
+  int nfd = dup(fd);
+  if (nfd < 0) return -errno;
+  uv_stream_t *l;
+  int tcp = domain != AF_UNIX;
+  int rc = add_listener(s, &l, tcp);
+  if (rc) { close(nfd); return rc; }
+  rc = tcp ? uv_tcp_open((uv_tcp_t *)l, nfd) : uv_pipe_open((uv_pipe_t *)l, nfd);
+  if (rc) { close(nfd); return listener_failed(s, l, rc); }
+  if ((rc = uv_listen(l, backlog, fra__conn_accept))) return listener_failed(s, l, rc);
+  return 0;
+}
+
+int fra_server_sockname(fra_server *s, int i, char *host, size_t hostlen, int *port) {
+  if (i < 0 || i >= s->nlisteners) return UV_EINVAL;
+  if (s->listener_is_tcp[i]) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    int rc = uv_tcp_getsockname(&s->listeners[i].tcp, (struct sockaddr *)&ss, &len);
+    if (rc) return rc;
+    if (ss.ss_family == AF_INET6) {
+      uv_ip6_name((struct sockaddr_in6 *)&ss, host, hostlen);
+      *port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    } else {
+      uv_ip4_name((struct sockaddr_in *)&ss, host, hostlen);
+      *port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    }
+    return 0;
+  }
+  *port = -1;
+  return uv_pipe_getsockname(&s->listeners[i].pipe, host, &hostlen);
+}
+
+/* libuv registers watchers started during a pass (a new connection's read, a write that could
+ * not finish) with epoll only at its next poll; until then the backend fd stays quiet, so a
+ * pass that left any unregistered must be followed by another. */
+static int loop_dirty(uv_loop_t *l) {
+  void **wq = (void **)&l->watcher_queue;
+  if (wq[0] != (void *)wq) return 1;
+  return uv_backend_timeout(l) == 0;
+}
+
+int fra_server_run_nowait(fra_server *s) {
+  s->in_run = 1;
+  uv_run(&s->loop, UV_RUN_NOWAIT);
+  for (int i = 0; i < 4; i++) {
+    if (s->pending) fra__conn_process_pending(s);
+    if (!loop_dirty(&s->loop)) break;
+    uv_run(&s->loop, UV_RUN_NOWAIT);
+  }
+  s->in_run = 0;
+  return s->pending != NULL || loop_dirty(&s->loop);
+}
+
+int fra_server_timeout(fra_server *s) {
+  if (s->pending || loop_dirty(&s->loop)) return 0;
+  return uv_backend_timeout(&s->loop);
+}
+
+static void listeners_close(fra_server *s) {
+  for (int i = 0; i < s->nlisteners; i++)
+    if (!uv_is_closing(&s->listeners[i].handle)) uv_close(&s->listeners[i].handle, NULL);
+}
+
+void fra_server_shutdown(fra_server *s) {
+  if (s->shutting_down) return;
+  s->shutting_down = 1;
+  listeners_close(s);
+  fra_conn *c = s->conns, *next;
+  for (; c; c = next) {
+    next = c->next;
+    if (!c->active && fra_parser_idle(&c->parser) && c->pend_len == 0) fra__conn_close(c);
+  }
+  if (s->nconns == 0 && s->hooks.on_drained) s->hooks.on_drained(s);
+}
+
+void fra_server_close_all(fra_server *s) {
+  s->shutting_down = 1;
+  listeners_close(s);
+  fra_conn *c = s->conns, *next;
+  for (; c; c = next) {
+    next = c->next;
+    fra__conn_close(c);
+  }
+}
+
+void fra_server_destroy(fra_server *s) {
+  if (s->closed) return;
+  s->closed = 1;
+  fra__access_log_flush(s);
+  fra_server_close_all(s);
+  if (!uv_is_closing((uv_handle_t *)&s->wakeup)) uv_close((uv_handle_t *)&s->wakeup, NULL);
+  if (!uv_is_closing((uv_handle_t *)&s->log_timer)) uv_close((uv_handle_t *)&s->log_timer, NULL);
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&s->loop);
+  free(s->rbuf);
+  free(s->logbuf);
+  while (s->free_reqs) {
+    fra_req *r = s->free_reqs;
+    s->free_reqs = r->next_free;
+    fra_req_free(r);
+  }
+}
+
+void fra_server_wakeup(fra_server *s) { uv_async_send(&s->wakeup); }
+
+void fra_server_release_req(fra_server *s, fra_req *r) {
+  /* Large buffers are not kept: a free list of idle requests must stay small. */
+  if (s->closed || s->nfree_reqs >= 64 || r->body_cap > 65536 || r->cap > 16384) {
+    fra_req_free(r);
+    return;
+  }
+  fra_req_reset(r);
+  r->next_free = s->free_reqs;
+  s->free_reqs = r;
+  s->nfree_reqs++;
+}
+
+/* ---- access log: formatted on the loop thread into a buffer, written in batches ---- */
+
+void fra__access_log(fra_server *s, fra_conn *c, int status, uint64_t bytes) {
+  if (s->cfg.access_log_fd < 0) return;
+  fra_req *r = c->parser.req;
+  if (!r) return;
+  if (s->logcap - s->loglen < 512 + (size_t)r->url_len) {
+    size_t cap = s->logcap ? s->logcap : 64 * 1024;
+    while (cap - s->loglen < 512 + (size_t)r->url_len) cap *= 2;
+    char *nb = realloc(s->logbuf, cap);
+    if (!nb) return;
+    s->logbuf = nb;
+    s->logcap = cap;
+  }
+  char ip[64] = "-";
+  int port;
+  if (fra_conn_peer(c, ip, sizeof ip, &port) != 0 || !ip[0]) strcpy(ip, "-");
+  size_t tl;
+  const char *t = fra_log_time(&tl);
+  int n = snprintf(s->logbuf + s->loglen, s->logcap - s->loglen, "%s - - %.*s \"%.*s %.*s HTTP/%d.%d\" %d %llu\n",
+                   ip, (int)tl, t, (int)r->method_len, r->buf + r->method_off, (int)r->url_len,
+                   r->buf + r->url_off, r->http_major, r->http_minor, status, (unsigned long long)bytes);
+  if (n > 0) s->loglen += (size_t)n;
+  if (s->loglen >= LOG_FLUSH_AT) fra__access_log_flush(s);
+  else if (!uv_is_active((uv_handle_t *)&s->log_timer)) uv_timer_start(&s->log_timer, log_timer_cb, 1000, 0);
+}
+
+void fra__access_log_flush(fra_server *s) {
+  size_t off = 0;
+  while (off < s->loglen) {
+    ssize_t w = write(s->cfg.access_log_fd, s->logbuf + off, s->loglen - off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      break; /* a log that cannot be written is dropped, never blocks serving */
+    }
+    off += (size_t)w;
+  }
+  s->loglen = 0;
+  if (uv_is_active((uv_handle_t *)&s->log_timer)) uv_timer_stop(&s->log_timer);
+}

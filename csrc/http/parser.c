@@ -1,0 +1,268 @@
+/* parser.c — strict llhttp glue: copies the request line and headers into fra_req, enforces
+ * fra_limits, maps parse failures to HTTP statuses.  Owns nothing beyond the fra_req buffers it
+ * grows.  No function here needs the GIL. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "fra/http.h"
+
+#define PS(p) ((fra_parser *)(p))
+
+/* A callback rejects the request by recording the status and returning HPE_USER; llhttp then
+ * stops and fra_parser_execute reports it. */
+static int reject(llhttp_t *p, int status, const char *reason) {
+  PS(p)->error_status = status;
+  PS(p)->error_reason = reason;
+  return HPE_USER;
+}
+
+static int buf_append(fra_req *r, const char *at, size_t len) {
+  if ((size_t)r->len + len > r->cap) {
+    size_t cap = r->cap ? r->cap : 512;
+    while (cap < (size_t)r->len + len) cap *= 2;
+    char *nb = realloc(r->buf, cap);
+    if (!nb) return -1;
+    r->buf = nb;
+    r->cap = (uint32_t)cap;
+  }
+  memcpy(r->buf + r->len, at, len);
+  r->len += (uint32_t)len;
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  fra_parser *ps = PS(p);
+  if (!ps->req) ps->req = ps->new_req(ps->owner);
+  if (!ps->req) return reject(p, 503, "out of memory");
+  ps->line_bytes = 0;
+  return 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t len) {
+  fra_req *r = PS(p)->req;
+  PS(p)->line_bytes += (uint32_t)len;
+  if (PS(p)->limits->request_line && PS(p)->line_bytes > PS(p)->limits->request_line)
+    return reject(p, 414, "request line too long");
+  if (r->method_len == 0) r->method_off = r->len;
+  r->method_len += (uint32_t)len;
+  return buf_append(r, at, len) ? reject(p, 503, "out of memory") : 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  fra_req *r = PS(p)->req;
+  PS(p)->line_bytes += (uint32_t)len;
+  if (PS(p)->limits->request_line && PS(p)->line_bytes > PS(p)->limits->request_line)
+    return reject(p, 414, "request line too long");
+  if (r->url_len == 0) r->url_off = r->len;
+  r->url_len += (uint32_t)len;
+  return buf_append(r, at, len) ? reject(p, 503, "out of memory") : 0;
+}
+
+static int header_bytes(llhttp_t *p, size_t len) {
+  fra_req *r = PS(p)->req;
+  r->hdr_bytes += (uint32_t)len;
+  if (PS(p)->limits->header_size && r->hdr_bytes > PS(p)->limits->header_size)
+    return reject(p, 431, "request header fields too large");
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  fra_req *r = PS(p)->req;
+  if (r->headers_done) return 0; /* trailer fields of a chunked body are not kept */
+  int rc = header_bytes(p, len);
+  if (rc) return rc;
+  if (r->in_value || r->nhdrs == 0) {
+    /* a new field starts */
+    if (PS(p)->limits->header_count && r->nhdrs >= PS(p)->limits->header_count)
+      return reject(p, 431, "too many header fields");
+    if (r->nhdrs == r->hdrcap) {
+      uint32_t cap = r->hdrcap ? r->hdrcap * 2 : 16;
+      fra_hdr *nh = realloc(r->hdrs, cap * sizeof(fra_hdr));
+      if (!nh) return reject(p, 503, "out of memory");
+      r->hdrs = nh;
+      r->hdrcap = cap;
+    }
+    fra_hdr *h = &r->hdrs[r->nhdrs++];
+    h->name_off = r->len;
+    h->name_len = 0;
+    h->value_off = 0;
+    h->value_len = 0;
+    r->in_value = 0;
+  }
+  r->hdrs[r->nhdrs - 1].name_len += (uint32_t)len;
+  return buf_append(r, at, len) ? reject(p, 503, "out of memory") : 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  fra_req *r = PS(p)->req;
+  if (r->headers_done) return 0;
+  int rc = header_bytes(p, len);
+  if (rc) return rc;
+  fra_hdr *h = &r->hdrs[r->nhdrs - 1];
+  if (!r->in_value) {
+    r->in_value = 1;
+    h->value_off = r->len;
+  }
+  h->value_len += (uint32_t)len;
+  return buf_append(r, at, len) ? reject(p, 503, "out of memory") : 0;
+}
+
+/* Header value complete: note the fields the server itself acts on. */
+static int on_header_value_complete(llhttp_t *p) {
+  fra_req *r = PS(p)->req;
+  if (r->headers_done) return 0;
+  fra_hdr *h = &r->hdrs[r->nhdrs - 1];
+  const char *name = r->buf + h->name_off;
+  const char *value = r->buf + h->value_off;
+  if (h->name_len == 4 && strncasecmp(name, "host", 4) == 0) {
+    if (r->host_count < 255) r->host_count++;
+  } else if (h->name_len == 6 && strncasecmp(name, "expect", 6) == 0) {
+    if (h->value_len == 12 && strncasecmp(value, "100-continue", 12) == 0) r->expect_continue = 1;
+  }
+  /* a field with an empty value still needs in_value set so the next name starts a field */
+  r->in_value = 1;
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  fra_parser *ps = PS(p);
+  fra_req *r = ps->req;
+  r->http_major = p->http_major;
+  r->http_minor = p->http_minor;
+  r->method = p->method;
+  r->keep_alive = (uint8_t)llhttp_should_keep_alive(p);
+  r->headers_done = 1;
+  /* RFC 9112 3.2: a server MUST respond with 400 to an HTTP/1.1 request that lacks a Host
+   * header field or has more than one. */
+  if (r->host_count > 1 || (r->host_count == 0 && r->http_major == 1 && r->http_minor >= 1))
+    return reject(p, 400, "missing or duplicate Host header");
+  if (p->flags & F_CHUNKED) {
+    r->has_body = 1;
+  } else if (p->flags & F_CONTENT_LENGTH) {
+    r->content_length = p->content_length;
+    r->has_body = p->content_length > 0;
+    if (ps->limits->body_size && p->content_length > ps->limits->body_size)
+      return reject(p, 413, "request body too large");
+  }
+  /* No upgrade support yet: treat Upgrade/CONNECT requests as ordinary requests. */
+  p->upgrade = 0;
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  fra_parser *ps = PS(p);
+  fra_req *r = ps->req;
+  r->body_total += len;
+  if (ps->limits->body_size && r->body_total > ps->limits->body_size)
+    return reject(p, 413, "request body too large");
+  if (ps->on_body) return ps->on_body(ps->owner, r, at, len) ? reject(p, 503, "out of memory") : 0;
+  return fra_req_body_append(r, at, len) ? reject(p, 503, "out of memory") : 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  PS(p)->req->complete = 1;
+  /* Pause: pipelined requests wait until this one's response is written (responses in order). */
+  return HPE_PAUSED;
+}
+
+static llhttp_settings_t settings;
+static int settings_ready;
+
+void fra_parser_init(fra_parser *ps, const fra_limits *limits, void *owner) {
+  if (!settings_ready) {
+    llhttp_settings_init(&settings);
+    settings.on_message_begin = on_message_begin;
+    settings.on_method = on_method;
+    settings.on_url = on_url;
+    settings.on_header_field = on_header_field;
+    settings.on_header_value = on_header_value;
+    settings.on_header_value_complete = on_header_value_complete;
+    settings.on_headers_complete = on_headers_complete;
+    settings.on_body = on_body;
+    settings.on_message_complete = on_message_complete;
+    settings_ready = 1;
+  }
+  llhttp_init(&ps->p, HTTP_REQUEST, &settings);
+  ps->req = NULL;
+  ps->limits = limits;
+  ps->error_status = 0;
+  ps->error_reason = NULL;
+  ps->line_bytes = 0;
+  ps->owner = owner;
+}
+
+static int status_for(llhttp_errno_t e) {
+  switch (e) {
+  case HPE_INVALID_VERSION: return 505;
+  default: return 400;
+  }
+}
+
+long fra_parser_execute(fra_parser *ps, const char *data, size_t len, fra_parse_error *err) {
+  llhttp_errno_t e = llhttp_execute(&ps->p, data, len);
+  if (e == HPE_OK) return (long)len;
+  if (e == HPE_PAUSED) return (long)(llhttp_get_error_pos(&ps->p) - data);
+  if (e == HPE_USER && ps->error_status) {
+    err->status = ps->error_status;
+    err->reason = ps->error_reason;
+  } else {
+    err->status = status_for(e);
+    err->reason = llhttp_get_error_reason(&ps->p);
+    if (!err->reason) err->reason = llhttp_errno_name(e);
+  }
+  return -1;
+}
+
+void fra_parser_resume(fra_parser *ps) {
+  if (llhttp_get_errno(&ps->p) == HPE_PAUSED) llhttp_resume(&ps->p);
+  ps->line_bytes = 0;
+}
+
+int fra_parser_idle(const fra_parser *ps) { return ps->req == NULL; }
+
+void fra_req_reset(fra_req *r) {
+  char *buf = r->buf, *body = r->body;
+  fra_hdr *hdrs = r->hdrs;
+  uint32_t cap = r->cap, hdrcap = r->hdrcap;
+  size_t body_cap = r->body_cap;
+  memset(r, 0, sizeof(*r));
+  r->buf = buf; r->cap = cap;
+  r->hdrs = hdrs; r->hdrcap = hdrcap;
+  r->body = body; r->body_cap = body_cap;
+}
+
+void fra_req_free(fra_req *r) {
+  free(r->buf);
+  free(r->hdrs);
+  free(r->body);
+  free(r);
+}
+
+int fra_req_body_append(fra_req *r, const char *at, size_t len) {
+  if (r->body_off == r->body_len) r->body_off = r->body_len = 0;
+  if (r->body_len + len > r->body_cap) {
+    if (r->body_off > 0) {  /* reclaim consumed space first */
+      memmove(r->body, r->body + r->body_off, r->body_len - r->body_off);
+      r->body_len -= r->body_off;
+      r->body_off = 0;
+    }
+    if (r->body_len + len > r->body_cap) {
+      size_t cap = r->body_cap ? r->body_cap : 4096;
+      while (cap < r->body_len + len) cap *= 2;
+      char *nb = realloc(r->body, cap);
+      if (!nb) return -1;
+      r->body = nb;
+      r->body_cap = cap;
+    }
+  }
+  memcpy(r->body + r->body_len, at, len);
+  r->body_len += len;
+  return 0;
+}
+
+int fra_req_find(const fra_req *r, const char *name, size_t name_len) {
+  for (uint32_t i = 0; i < r->nhdrs; i++)
+    if (r->hdrs[i].name_len == name_len && strncasecmp(r->buf + r->hdrs[i].name_off, name, name_len) == 0)
+      return (int)i;
+  return -1;
+}

@@ -1,0 +1,114 @@
+/* fra/bridge.h — the CPython bridge (csrc/py/): module state, the Server object, the exchange
+ * (one request: ASGI task-like driver or WSGI job), scope/environ builders.  Every function
+ * declared here needs the GIL. */
+#ifndef FRA_BRIDGE_H
+#define FRA_BRIDGE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include "fra/core.h"
+
+typedef struct fra_state {
+  PyTypeObject *ServerType, *ExchangeType, *ReadyType, *InputType;
+  PyObject *enter_task, *leave_task;      /* asyncio.tasks._enter_task / _leave_task */
+  PyObject *CancelledError, *InvalidStateError;
+  PyObject *none_ready;                   /* awaitable that completes at once with None */
+  PyObject *asgi_info;                    /* {"version": "3.0", "spec_version": "2.4"} */
+  PyObject *kw_context;                   /* ("context",) */
+  PyObject *empty_bytes;
+  PyObject *hdr_names[40];                /* common header names, lower-case bytes */
+  PyObject *methods[64];                  /* method strings by llhttp id */
+  PyObject *wsgi_version, *str_http_1_1, *str_http_1_0, *str_HTTP_1_1, *str_HTTP_1_0;
+  /* interned strings */
+  PyObject *s_type, *s_http, *s_asgi, *s_http_version, *s_method, *s_scheme, *s_path, *s_raw_path,
+      *s_query_string, *s_root_path, *s_headers, *s_client, *s_server, *s_state, *s_status,
+      *s_body, *s_more_body, *s_http_request, *s_http_disconnect, *s_http_response_start,
+      *s_http_response_body, *s_asyncio_future_blocking, *s_add_done_callback, *s_result,
+      *s_cancel, *s_throw, *s_close, *s_call_soon, *s_call_later, *s_create_future,
+      *s_set_result, *s_done, *s_add_reader, *s_remove_reader, *s_1_1, *s_1_0, *s_trailers,
+      *s_extensions, *s_msg;
+} fra_state;
+
+typedef struct ServerObject {
+  PyObject_HEAD
+  fra_server core;
+  fra_state *st;
+  PyObject *app, *loop, *on_error, *state, *root_path, *root_path_bytes;
+  PyObject *run_cb, *timer_cb, *kick_cb;  /* bound methods handed to the loop */
+  PyObject *call_soon, *call_later, *create_future;
+  PyObject *timer_handle;
+  uint64_t timer_due;                     /* uv time (ms) the armed timer fires at */
+  PyObject *drained;                      /* future from shutdown() */
+  PyObject *environ_base;                 /* constant WSGI environ keys */
+  struct ExchangeObject *wsgi_ready;      /* exchanges with output from WSGI threads */
+  fra_pool *pool;
+  int threads, interface, kick_scheduled, started, closed, backend_fd;
+} ServerObject;
+
+enum { FRA_IF_ASGI = 0, FRA_IF_WSGI = 1 };
+
+/* WSGI thread -> loop thread requests (ExchangeObject.wflags) */
+enum { FRA_W_FINISH = 1, FRA_W_CONTINUE = 2, FRA_W_READ = 4, FRA_W_ABORT = 8 };
+
+typedef struct ExchangeObject {
+  PyObject_HEAD
+  PyObject *weakreflist;
+  ServerObject *srv;                      /* strong */
+  fra_conn *conn;                         /* borrowed; NULL once the connection is gone */
+  fra_req *req;                           /* the conn's until it closes, then ours */
+  PyObject *coro, *ctx, *fut_waiter, *recv_waiter, *send_waiter, *cancel_msg;
+  PyObject *wakeup_cb, *step_cb;
+  PyObject *outq;                         /* WSGI: bytes waiting for the loop thread */
+  struct ExchangeObject *next_ready;
+  uv_sem_t *sem;                          /* WSGI: the thread's semaphore while it waits */
+  char *head;                             /* response head being built */
+  size_t head_len, head_cap;
+  uint64_t app_cl, body_sent, out_pending;
+  int status, num_cancels;
+  uint8_t kind, started, head_sent, chunked, complete, task_done, gone, keep_alive, is_head,
+      no_body, must_cancel, body_delivered, close_after, continue_sent, has_app_cl, own_req,
+      has_date, has_server, waiting, wflags, on_ready, finished;
+  char inline_head[320];
+} ExchangeObject;
+
+/* module.c */
+extern PyModuleDef fra_module_def;
+fra_state *fra_state_of_type(PyTypeObject *t);
+PyObject *fra_raise_uv(int rc, const char *what);
+void fra_log_error(ServerObject *so, const char *msg, PyObject *exc);
+
+/* server.c */
+extern PyType_Spec fra_server_spec;
+void fra_srv_after_call(ServerObject *so);  /* after core calls made outside a loop pass */
+
+/* exchange.c */
+extern PyType_Spec fra_exchange_spec, fra_ready_spec;
+void fra_hook_request(fra_conn *c);
+void fra_hook_body(fra_conn *c);
+void fra_hook_disconnect(fra_conn *c);
+void fra_hook_drain(fra_conn *c);
+void fra_hook_close(fra_conn *c);
+ExchangeObject *fra_exchange_new(ServerObject *so, fra_conn *c);
+int fra_ex_head_begin(ExchangeObject *ex, int status, const char *line, size_t line_len);
+int fra_ex_head_add(ExchangeObject *ex, const char *name, size_t nlen, const char *value, size_t vlen);
+int fra_ex_body(ExchangeObject *ex, const char *data, size_t len, int more);
+void fra_ex_finish(ExchangeObject *ex);
+void fra_ex_detach(ExchangeObject *ex);
+PyObject *fra_ready_new(fra_state *st, PyObject *value);
+void fra_ex_cancel_all(ServerObject *so);
+
+/* scope.c */
+PyObject *fra_build_scope(ExchangeObject *ex);
+PyObject *fra_build_environ(ExchangeObject *ex);
+PyObject *fra_conn_addrs(ExchangeObject *ex);   /* (client, server) cached on the conn */
+int fra_scope_init(fra_state *st);
+
+/* wsgi.c */
+extern PyType_Spec fra_input_spec;
+int fra_wsgi_start_pool(ServerObject *so);
+void fra_wsgi_dispatch(ExchangeObject *ex);
+void fra_wsgi_wakeup(fra_server *s);
+void fra_wsgi_notify(ExchangeObject *ex);     /* loop thread: wake a waiting WSGI thread */
+
+#endif

@@ -1,0 +1,79 @@
+"""Builds flask_restful_async._core from csrc/ against system libuv and llhttp.
+
+Environment variables (all optional):
+  FRA_LLHTTP_SRC      folder holding llhttp.c, api.c, http.c   (default /usr/share/llhttp)
+  FRA_LLHTTP_INCLUDE  folder holding llhttp.h                  (default /usr/share/include/llhttp)
+  FRA_LIBUV_CFLAGS / FRA_LIBUV_LIBS   flags for another libuv  (default: pkg-config libuv)
+  FRA_SANITIZE=1      build with AddressSanitizer + UndefinedBehaviorSanitizer
+  FRA_DEBUG=1         -O0 -g
+"""
+import glob
+import os
+import shlex
+import subprocess
+import sys
+
+from setuptools import Extension, setup
+
+
+def fail(msg: str) -> None:
+    sys.stderr.write(f"error: {msg}\n")
+    sys.exit(1)
+
+
+def libuv_flags():
+    cflags = os.environ.get("FRA_LIBUV_CFLAGS")
+    libs = os.environ.get("FRA_LIBUV_LIBS")
+    if cflags is not None or libs is not None:
+        return shlex.split(cflags or ""), shlex.split(libs or "-luv")
+    try:
+        out = subprocess.run(["pkg-config", "--cflags", "--libs", "libuv"],
+                             capture_output=True, text=True)
+    except FileNotFoundError:
+        fail("pkg-config not found: install the Debian package pkg-config")
+    if out.returncode != 0:
+        fail("libuv not found by pkg-config: install the Debian package libuv1-dev "
+             "(or set FRA_LIBUV_CFLAGS/FRA_LIBUV_LIBS)")
+    flags = shlex.split(out.stdout)
+    return [f for f in flags if not f.startswith("-l")], [f for f in flags if f.startswith("-l")]
+
+
+llhttp_src = os.environ.get("FRA_LLHTTP_SRC", "/usr/share/llhttp")
+llhttp_inc = os.environ.get("FRA_LLHTTP_INCLUDE", "/usr/share/include/llhttp")
+llhttp_files = [os.path.join(llhttp_src, f) for f in ("llhttp.c", "api.c", "http.c")]
+if not all(os.path.exists(f) for f in llhttp_files):
+    fail(f"llhttp sources not found in {llhttp_src}: install the Debian package node-llhttp "
+         "(or set FRA_LLHTTP_SRC)")
+if not os.path.exists(os.path.join(llhttp_inc, "llhttp.h")):
+    fail(f"llhttp.h not found in {llhttp_inc}: install the Debian package node-llhttp "
+         "(or set FRA_LLHTTP_INCLUDE)")
+
+uv_cflags, uv_libs = libuv_flags()
+sources = sorted(glob.glob("csrc/core/*.c") + glob.glob("csrc/http/*.c") + glob.glob("csrc/py/*.c"))
+depends = glob.glob("csrc/include/fra/*.h") + glob.glob("csrc/**/*_internal.h", recursive=True)
+
+cflags = ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+          "-Wno-missing-field-initializers", "-fvisibility=hidden"] + uv_cflags
+ldflags = []
+if os.environ.get("FRA_SANITIZE"):
+    san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+           "-fno-omit-frame-pointer", "-O1", "-g"]
+    cflags += san
+    ldflags += ["-fsanitize=address,undefined"]
+elif os.environ.get("FRA_DEBUG"):
+    cflags += ["-O0", "-g"]
+else:
+    cflags += ["-O2", "-g"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "flask_restful_async._core",
+            sources=sources + llhttp_files,
+            include_dirs=["csrc/include", llhttp_inc],
+            depends=depends,
+            extra_compile_args=cflags,
+            extra_link_args=ldflags + uv_libs,
+        )
+    ]
+)
