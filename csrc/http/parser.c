@@ -99,6 +99,10 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   int rc = header_bytes(p, len);
   if (rc) return rc;
   fra_hdr *h = &r->hdrs[r->nhdrs - 1];
+  /* A value span that starts right after a line break is an obs-fold continuation (llhttp
+   * joins it into the value); RFC 9112 5.2 lets a server reject it with 400, and we do. */
+  char before = at > PS(p)->cur ? at[-1] : PS(p)->last_byte;
+  if (r->in_value && len > 0 && before == '\n') return reject(p, 400, "obsolete line folding");
   if (!r->in_value) {
     r->in_value = 1;
     h->value_off = r->len;
@@ -188,7 +192,11 @@ void fra_parser_init(fra_parser *ps, const fra_limits *limits, void *owner) {
   ps->error_status = 0;
   ps->error_reason = NULL;
   ps->line_bytes = 0;
+  ps->cur = NULL;
+  ps->last_byte = 0;
   ps->owner = owner;
+  ps->new_req = NULL;
+  ps->on_body = NULL;
 }
 
 static int status_for(llhttp_errno_t e) {
@@ -199,10 +207,18 @@ static int status_for(llhttp_errno_t e) {
 }
 
 long fra_parser_execute(fra_parser *ps, const char *data, size_t len, fra_parse_error *err) {
+  ps->cur = data;
   llhttp_errno_t e = llhttp_execute(&ps->p, data, len);
-  if (e == HPE_OK) return (long)len;
-  if (e == HPE_PAUSED) return (long)(llhttp_get_error_pos(&ps->p) - data);
-  if (e == HPE_USER && ps->error_status) {
+  if (e == HPE_OK) {
+    if (len) ps->last_byte = data[len - 1];
+    return (long)len;
+  }
+  if (e == HPE_PAUSED) {
+    long used = (long)(llhttp_get_error_pos(&ps->p) - data);
+    if (used > 0) ps->last_byte = data[used - 1];
+    return used;
+  }
+  if (ps->error_status) {
     err->status = ps->error_status;
     err->reason = ps->error_reason;
   } else {

@@ -59,6 +59,8 @@ typedef struct fra_parser {
   int error_status;           /* set by a callback that rejected the request */
   const char *error_reason;
   uint32_t line_bytes;        /* method + target bytes so far */
+  const char *cur;            /* start of the bytes being executed */
+  char last_byte;             /* last byte consumed by the previous execute */
   void *owner;
   fra_req *(*new_req)(void *owner);   /* supplies a fresh request at message begin */
   int (*on_body)(void *owner, fra_req *req, const char *at, size_t len); /* 0 or -1 */
