@@ -8,6 +8,7 @@ TESTSYSPKGS := $(SYSPKGS)
 BENCHPKGS   := $(SYSPKGS) wrk util-linux
 HOST ?= 127.0.0.1
 PORT ?= 8000
+TESTS ?= tests
 CSRC := $(shell find csrc -name '*.[ch]' 2>/dev/null) setup.py
 
 .PHONY: run test test-asan test-c bench bench-smoke build deps clean
@@ -43,23 +44,26 @@ run: build
 test: build $(VENV)/.stamp-test
 	@scripts/system-deps.sh $(TESTSYSPKGS)
 	$(MAKE) test-c
-	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+	$(PY) -m pytest $(TESTS) -q $(PYTEST_ARGS)
 
 test-c:
 	@$(MAKE) -s -C tests/c run
 
-# The whole suite with the extension built under ASan + UBSan.  Python itself is not
-# instrumented, so the runtime is preloaded and leak checking is left to the LSan run
-# (Python's own allocations at exit would drown it).
-test-asan: $(VENV)/.stamp-test $(VENV)/.stamp-venv
+# The whole suite with the extension built under ASan + UBSan, in build/asan/ so the normal
+# in-place build is left alone.  Python itself is not instrumented, so the runtime is preloaded
+# and leak checking is off here (CPython's own allocations at exit would drown it).
+ASAN_LIBS = $$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)
+test-asan: $(VENV)/.stamp-test
 	@scripts/system-deps.sh $(SYSPKGS)
-	rm -f flask_restful_async/_core*.so flask_restful_async/.built
-	FRA_SANITIZE=1 $(PIP) install --no-build-isolation --no-deps -e .
+	rm -rf build/asan && mkdir -p build/asan
+	cp -r flask_restful_async build/asan/
+	rm -f build/asan/flask_restful_async/_core*.so
+	FRA_SANITIZE=1 $(PY) setup.py -q build_ext --build-lib build/asan --build-temp build/asan-obj
 	$(MAKE) -s -C tests/c run SANITIZE=1
-	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	FRA_SANITIZED=1 $(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
-	rm -f flask_restful_async/_core*.so
+	PYTHONPATH=$(CURDIR)/build/asan LD_PRELOAD="$(ASAN_LIBS)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 FRA_SANITIZED=1 \
+	$(PY) -m pytest $(TESTS) -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: build $(VENV)/.stamp-bench
 	@scripts/system-deps.sh $(BENCHPKGS)

@@ -961,7 +961,7 @@ static PyMethodDef send_def = {"send", (PyCFunction)ex_send, METH_O, NULL};
 static void asgi_start(ExchangeObject *ex) {
   ServerObject *so = ex->srv;
   PyObject *scope = NULL, *recv = NULL, *send = NULL;
-  ex->ctx = PyContext_CopyCurrent();
+  ex->ctx = PyContext_Copy(so->base_ctx);
   if (!ex->ctx || PyContext_Enter(ex->ctx) < 0) goto failed;
   scope = fra_build_scope(ex);
   recv = scope ? PyCFunction_New(&receive_def, (PyObject *)ex) : NULL;

@@ -28,6 +28,14 @@ static void on_drained(fra_server *s) {
   if (PyErr_Occurred()) PyErr_WriteUnraisable(so->drained);
 }
 
+/* call_soon/call_later of the server's own callbacks run in the base context: scheduled from
+ * inside a handler, they would otherwise carry that request's context into the next pass. */
+static PyObject *call_in_base(ServerObject *so, PyObject *fn, PyObject *delay, PyObject *cb) {
+  PyObject *args[4] = {NULL, delay, cb, so->base_ctx};
+  if (delay) return PyObject_Vectorcall(fn, args + 1, 2, so->st->kw_context);
+  return PyObject_Vectorcall(fn, args + 2, 1, so->st->kw_context);
+}
+
 /* Keeps one asyncio timer armed for libuv's next timer.  A timer armed for later than needed
  * is moved earlier; one armed earlier than needed just fires, finds nothing due and re-arms,
  * which keeps re-arming rare on the hot path. */
@@ -35,7 +43,7 @@ static void rearm(ServerObject *so) {
   int t = fra_server_timeout(&so->core);
   if (t == 0) {
     if (!so->kick_scheduled) {
-      PyObject *h = PyObject_CallOneArg(so->call_soon, so->kick_cb);
+      PyObject *h = call_in_base(so, so->call_soon, NULL, so->kick_cb);
       if (!h) { PyErr_WriteUnraisable(so->call_soon); return; }
       Py_DECREF(h);
       so->kick_scheduled = 1;
@@ -52,8 +60,7 @@ static void rearm(ServerObject *so) {
   }
   PyObject *delay = PyFloat_FromDouble(t / 1000.0);
   if (!delay) { PyErr_WriteUnraisable(so->call_later); return; }
-  PyObject *args[2] = {delay, so->timer_cb};
-  so->timer_handle = PyObject_Vectorcall(so->call_later, args, 2, NULL);
+  so->timer_handle = call_in_base(so, so->call_later, delay, so->timer_cb);
   Py_DECREF(delay);
   if (!so->timer_handle) { PyErr_WriteUnraisable(so->call_later); return; }
   so->timer_due = due;
@@ -69,7 +76,7 @@ static void run_pass(ServerObject *so) {
   if (so->closed) return;
   if (fra_server_run_nowait(&so->core)) {
     if (!so->kick_scheduled) {
-      PyObject *h = PyObject_CallOneArg(so->call_soon, so->kick_cb);
+      PyObject *h = call_in_base(so, so->call_soon, NULL, so->kick_cb);
       if (h) { so->kick_scheduled = 1; Py_DECREF(h); }
       else PyErr_WriteUnraisable(so->call_soon);
     }
@@ -180,6 +187,7 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
   }
   so->threads = threads;
   so->backend_fd = -1;
+  if (!(so->base_ctx = PyContext_CopyCurrent())) return -1;
   if (!(so->call_soon = PyObject_GetAttr(loop, so->st->s_call_soon))) return -1;
   if (!(so->call_later = PyObject_GetAttr(loop, so->st->s_call_later))) return -1;
   if (!(so->create_future = PyObject_GetAttr(loop, so->st->s_create_future))) return -1;
@@ -348,6 +356,7 @@ static int srv_traverse(ServerObject *so, visitproc visit, void *arg) {
   Py_VISIT(so->create_future);
   Py_VISIT(so->timer_handle);
   Py_VISIT(so->drained);
+  Py_VISIT(so->base_ctx);
   return 0;
 }
 
@@ -364,6 +373,7 @@ static int srv_clear(ServerObject *so) {
   Py_CLEAR(so->state);
   Py_CLEAR(so->app);
   Py_CLEAR(so->loop);
+  Py_CLEAR(so->base_ctx);
   return 0;
 }
 

@@ -38,6 +38,7 @@ typedef struct ServerObject {
   PyObject *run_cb, *timer_cb, *kick_cb;  /* bound methods handed to the loop */
   PyObject *call_soon, *call_later, *create_future;
   PyObject *timer_handle;
+  PyObject *base_ctx;                     /* context every request's context is copied from */
   uint64_t timer_due;                     /* uv time (ms) the armed timer fires at */
   PyObject *drained;                      /* future from shutdown() */
   PyObject *environ_base;                 /* constant WSGI environ keys */
