@@ -280,7 +280,14 @@ static void feed(fra_conn *c, const char *data, size_t len) {
     return;
   }
   if (!r->dispatched) {
-    dispatch(c); /* the request may be finished and released inside: r is not used after */
+    /* The app gets the request at the end of its headers (bodies stream), except when the
+     * last chunk is already here and only the trailer section is missing: then it waits for
+     * the end, so a truncated message never reaches the app. */
+    if (r->complete || !r->last_chunk) {
+      dispatch(c); /* the request may be finished and released inside: r is not used after */
+    } else {
+      timer_set(c, FRA_T_HEADER);
+    }
     return;
   }
   if (r == r0 && (r->body_total != total0 || r->complete != complete0)) {

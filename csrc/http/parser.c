@@ -38,10 +38,14 @@ static int on_message_begin(llhttp_t *p) {
   return 0;
 }
 
+/* The request line is counted whole: method SP target SP "HTTP/x.y" (the last 10 bytes are
+ * counted up front, so an over-long target is refused before its end arrives). */
+#define LINE_FIXED 10
+
 static int on_method(llhttp_t *p, const char *at, size_t len) {
   fra_req *r = PS(p)->req;
   PS(p)->line_bytes += (uint32_t)len;
-  if (PS(p)->limits->request_line && PS(p)->line_bytes > PS(p)->limits->request_line)
+  if (PS(p)->limits->request_line && PS(p)->line_bytes + LINE_FIXED > PS(p)->limits->request_line)
     return reject(p, 414, "request line too long");
   if (r->method_len == 0) r->method_off = r->len;
   r->method_len += (uint32_t)len;
@@ -51,7 +55,7 @@ static int on_method(llhttp_t *p, const char *at, size_t len) {
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   fra_req *r = PS(p)->req;
   PS(p)->line_bytes += (uint32_t)len;
-  if (PS(p)->limits->request_line && PS(p)->line_bytes > PS(p)->limits->request_line)
+  if (PS(p)->limits->request_line && PS(p)->line_bytes + LINE_FIXED > PS(p)->limits->request_line)
     return reject(p, 414, "request line too long");
   if (r->url_len == 0) r->url_off = r->len;
   r->url_len += (uint32_t)len;
@@ -66,9 +70,32 @@ static int header_bytes(llhttp_t *p, size_t len) {
   return 0;
 }
 
+/* Trailer fields are not kept, but those RFC 9110 6.5.1 forbids in trailers for framing,
+ * routing, request modifiers and authentication reject the request: a proxy before us may have
+ * merged them into the header section. */
+static int trailer_name(llhttp_t *p, const char *at, size_t len) {
+  fra_parser *ps = PS(p);
+  if (ps->trailer_in_value) {
+    ps->trailer_len = 0;
+    ps->trailer_in_value = 0;
+  }
+  for (size_t i = 0; i < len && ps->trailer_len < sizeof ps->trailer; i++)
+    ps->trailer[ps->trailer_len++] = (char)(at[i] | 0x20);
+  return 0;
+}
+
+static int trailer_forbidden(const fra_parser *ps) {
+  static const char *names[] = {"host", "content-length", "transfer-encoding", "trailer", "te",
+                                "expect", "max-forwards", "authorization", "proxy-authorization",
+                                "cookie", "set-cookie", "range", NULL};
+  for (int i = 0; names[i]; i++)
+    if (strlen(names[i]) == ps->trailer_len && memcmp(names[i], ps->trailer, ps->trailer_len) == 0) return 1;
+  return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   fra_req *r = PS(p)->req;
-  if (r->headers_done) return 0; /* trailer fields of a chunked body are not kept */
+  if (r->headers_done) return trailer_name(p, at, len);
   int rc = header_bytes(p, len);
   if (rc) return rc;
   if (r->in_value || r->nhdrs == 0) {
@@ -114,12 +141,20 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
 /* Header value complete: note the fields the server itself acts on. */
 static int on_header_value_complete(llhttp_t *p) {
   fra_req *r = PS(p)->req;
-  if (r->headers_done) return 0;
+  if (r->headers_done) {
+    PS(p)->trailer_in_value = 1;
+    return trailer_forbidden(PS(p)) ? reject(p, 400, "forbidden trailer field") : 0;
+  }
   fra_hdr *h = &r->hdrs[r->nhdrs - 1];
   const char *name = r->buf + h->name_off;
   const char *value = r->buf + h->value_off;
+  /* RFC 9110 5.5: the field value excludes trailing whitespace (llhttp strips only leading). */
+  while (h->value_len && (value[h->value_len - 1] == ' ' || value[h->value_len - 1] == '\t')) h->value_len--;
   if (h->name_len == 4 && strncasecmp(name, "host", 4) == 0) {
     if (r->host_count < 255) r->host_count++;
+  } else if (h->name_len == 12 && strncasecmp(name, "content-type", 12) == 0) {
+    /* a singleton field (RFC 9110 8.3): two values leave the body's type ambiguous */
+    if (++r->ctype_count > 1) return reject(p, 400, "duplicate Content-Type");
   } else if (h->name_len == 6 && strncasecmp(name, "expect", 6) == 0) {
     if (h->value_len == 12 && strncasecmp(value, "100-continue", 12) == 0) r->expect_continue = 1;
   }
@@ -138,8 +173,16 @@ static int on_headers_complete(llhttp_t *p) {
   r->headers_done = 1;
   /* RFC 9112 3.2: a server MUST respond with 400 to an HTTP/1.1 request that lacks a Host
    * header field or has more than one. */
-  if (r->host_count > 1 || (r->host_count == 0 && r->http_major == 1 && r->http_minor >= 1))
+  /* RFC 9112 2.3: only HTTP/1.x is spoken on this connection. */
+  if (r->http_major != 1) return reject(p, 505, "HTTP version not supported");
+  if (r->host_count > 1 || (r->host_count == 0 && r->http_minor >= 1))
     return reject(p, 400, "missing or duplicate Host header");
+  /* RFC 9112 3.2.4: the asterisk-form is only for OPTIONS. */
+  if (r->url_len == 1 && r->buf[r->url_off] == '*' && p->method != HTTP_OPTIONS)
+    return reject(p, 400, "asterisk-form target outside OPTIONS");
+  /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request means faulty framing. */
+  if ((p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) && r->http_minor == 0)
+    return reject(p, 400, "Transfer-Encoding in an HTTP/1.0 request");
   if (p->flags & F_CHUNKED) {
     r->has_body = 1;
   } else if (p->flags & F_CONTENT_LENGTH) {
@@ -163,6 +206,11 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   return fra_req_body_append(r, at, len) ? reject(p, 503, "out of memory") : 0;
 }
 
+static int on_chunk_header(llhttp_t *p) {
+  if (p->content_length == 0) PS(p)->req->last_chunk = 1;
+  return 0;
+}
+
 static int on_message_complete(llhttp_t *p) {
   PS(p)->req->complete = 1;
   /* Pause: pipelined requests wait until this one's response is written (responses in order). */
@@ -183,6 +231,7 @@ void fra_parser_init(fra_parser *ps, const fra_limits *limits, void *owner) {
     settings.on_header_value_complete = on_header_value_complete;
     settings.on_headers_complete = on_headers_complete;
     settings.on_body = on_body;
+    settings.on_chunk_header = on_chunk_header;
     settings.on_message_complete = on_message_complete;
     settings_ready = 1;
   }
@@ -194,6 +243,8 @@ void fra_parser_init(fra_parser *ps, const fra_limits *limits, void *owner) {
   ps->line_bytes = 0;
   ps->cur = NULL;
   ps->last_byte = 0;
+  ps->trailer_len = 0;
+  ps->trailer_in_value = 0;
   ps->owner = owner;
   ps->new_req = NULL;
   ps->on_body = NULL;

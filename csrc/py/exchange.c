@@ -805,6 +805,11 @@ static PyObject *ex_send(ExchangeObject *ex, PyObject *msg) {
     PyErr_SetString(PyExc_TypeError, "ASGI message must be a dict");
     return NULL;
   }
+  if (ex->gone) {
+    /* The client is gone: whatever is sent goes nowhere, as on a closed socket. */
+    if (!ex->complete && !ex->conn) ex->complete = 1;
+    return Py_NewRef(st->none_ready);
+  }
   PyObject *type = PyDict_GetItemWithError(msg, st->s_type);
   if (!type) {
     if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "ASGI message without 'type'");

@@ -61,7 +61,7 @@ static int hdr_is(fra_req *r, uint32_t i, const char *name, const char *value) {
 }
 
 static void test_simple(int bw) {
-  const char *in = "GET /a/b?x=1 HTTP/1.1\r\nHost: example\r\nX-Long: " "abcdef\r\nEmpty:\r\n\r\n";
+  const char *in = "GET /a/b?x=1 HTTP/1.1\r\nHost: example \t\r\nX-Long: " "abcdef\r\nEmpty:\r\n\r\n";
   result r = parse(in, strlen(in), &defaults, bw);
   CHECK(r.status == 0, "simple: status %d", r.status);
   CHECK(r.req && r.req->complete && r.req->headers_done, "simple: complete");
@@ -91,7 +91,7 @@ static void test_bodies(int bw) {
   CHECK(r.req->body_len == 5 && memcmp(r.req->body, "hello", 5) == 0, "cl body: bytes");
   CHECK(r.req->has_body && r.req->content_length == 5, "cl body: length");
   free_result(&r);
-  const char *ch = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: x\r\n\r\n";
+  const char *ch = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: x\r\n\r\n";
   r = parse(ch, strlen(ch), &defaults, bw);
   CHECK(r.status == 0 && r.req->complete, "chunked: complete (status %d)", r.status);
   CHECK(r.req->body_len == 5 && memcmp(r.req->body, "abcde", 5) == 0, "chunked: bytes");
@@ -117,6 +117,9 @@ static void test_limits(void) {
   snprintf(line, sizeof line, "GET /%040d HTTP/1.1\r\nHost: a\r\n\r\n", 0);
   expect_status("request line", line, &small, 414);
   expect_status("request line at default", line, &defaults, 0);
+  /* "GET /" + 18 + " HTTP/1.1" is 32 bytes: at the limit; one more is over */
+  expect_status("request line at limit", "GET /012345678901234567 HTTP/1.1\r\nHost: a\r\n\r\n", &small, 0);
+  expect_status("request line one over", "GET /0123456789012345678 HTTP/1.1\r\nHost: a\r\n\r\n", &small, 414);
   expect_status("header bytes", "GET / HTTP/1.1\r\nHost: a\r\nX: 0123456789012345678901234567890123456789012345678901234567890123\r\n\r\n", &small, 431);
   expect_status("header count", "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", &small, 431);
   expect_status("three headers fit", "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n", &small, 0);
@@ -138,6 +141,13 @@ static void test_malformed(void) {
   expect_status("bad chunk size", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", &defaults, 400);
   expect_status("chunked not last", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", &defaults, 400);
   expect_status("NUL in header", "GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", &defaults, 0 /* strlen stops at NUL: truncated */);
+  expect_status("HTTP/2.0 on HTTP/1", "GET / HTTP/2.0\r\n\r\n", &defaults, 505);
+  expect_status("asterisk GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", &defaults, 400);
+  expect_status("asterisk OPTIONS", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", &defaults, 0);
+  expect_status("TE in 1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", &defaults, 400);
+  expect_status("two Content-Type", "GET / HTTP/1.1\r\nHost: a\r\nContent-Type: a/b\r\ncontent-type: c/d\r\n\r\n", &defaults, 400);
+  expect_status("trailer Host", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nHost: b\r\n\r\n", &defaults, 400);
+  expect_status("allowed trailer", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX-Checksum: b\r\n\r\n", &defaults, 0);
   expect_status("garbage method", "G@T / HTTP/1.1\r\nHost: a\r\n\r\n", &defaults, 400);
 }
 

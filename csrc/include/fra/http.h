@@ -36,8 +36,10 @@ typedef struct fra_req {
   uint8_t headers_done, complete;  /* headers complete / message complete */
   uint8_t in_value;           /* parser is inside a header value */
   uint8_t host_count;
+  uint8_t ctype_count;         /* Content-Type fields seen */
   uint8_t has_body;           /* Content-Length > 0 or chunked */
   uint8_t dispatched;         /* handed to the app */
+  uint8_t last_chunk;         /* the zero-size chunk of a chunked body was seen */
   uint64_t content_length;    /* from the header, when has_body and not chunked */
   uint64_t body_total;        /* body bytes received so far */
   char *body;                 /* unconsumed body bytes: body[body_off .. body_len) */
@@ -61,6 +63,8 @@ typedef struct fra_parser {
   uint32_t line_bytes;        /* method + target bytes so far */
   const char *cur;            /* start of the bytes being executed */
   char last_byte;             /* last byte consumed by the previous execute */
+  char trailer[24];           /* name of the trailer field being parsed (truncated) */
+  uint8_t trailer_len, trailer_in_value;
   void *owner;
   fra_req *(*new_req)(void *owner);   /* supplies a fresh request at message begin */
   int (*on_body)(void *owner, fra_req *req, const char *at, size_t len); /* 0 or -1 */
