@@ -1,0 +1,1 @@
+"""Response transformers by media type (`output_json` for application/json)."""
