@@ -167,7 +167,10 @@ void fra_server_shutdown(fra_server *s) {
   fra_conn *c = s->conns, *next;
   for (; c; c = next) {
     next = c->next;
-    if (!c->active && fra_parser_idle(&c->parser) && c->pend_len == 0) fra__conn_close(c);
+    /* Only connections idle after a response are closed: one just accepted may carry a
+     * request already on its way, which is answered with Connection: close instead. */
+    if (!c->active && fra_parser_idle(&c->parser) && c->pend_len == 0 && c->timer_mode == FRA_T_KEEPALIVE)
+      fra__conn_close(c);
   }
   if (s->nconns == 0 && s->hooks.on_drained) s->hooks.on_drained(s);
 }

@@ -1,0 +1,2 @@
+"""A module whose import fails."""
+raise RuntimeError("boom at import (test)")
