@@ -49,6 +49,8 @@ if not os.path.exists(os.path.join(llhttp_inc, "llhttp.h")):
          "(or set FRA_LLHTTP_INCLUDE)")
 
 uv_cflags, uv_libs = libuv_flags()
+# llhttp's sources are compiled through csrc/http/llhttp_*.c (setuptools refuses absolute
+# source paths in wheels); their folder is on the include path.
 sources = sorted(glob.glob("csrc/core/*.c") + glob.glob("csrc/http/*.c") + glob.glob("csrc/py/*.c"))
 depends = glob.glob("csrc/include/fra/*.h") + glob.glob("csrc/**/*_internal.h", recursive=True)
 
@@ -69,8 +71,8 @@ setup(
     ext_modules=[
         Extension(
             "flask_restful_async._core",
-            sources=sources + llhttp_files,
-            include_dirs=["csrc/include", llhttp_inc],
+            sources=sources,
+            include_dirs=["csrc/include", llhttp_inc, llhttp_src],
             depends=depends,
             extra_compile_args=cflags,
             extra_link_args=ldflags + uv_libs,
