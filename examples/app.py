@@ -1,27 +1,53 @@
-"""A small Flask app served by `make run`:
+"""The example served by `make run`: a flask-restful app with a sync and an async resource.
 
     flask-restful-async run examples.app:app --port 8000
-    curl localhost:8000/  ·  curl localhost:8000/items/3  ·  curl -d '{"a": 1}' localhost:8000/echo
+    curl localhost:8000/                      # AsyncResource
+    curl localhost:8000/items/1               # sync Resource (runs in the thread pool)
+    curl -d name=plum localhost:8000/items    # reqparse + marshal
 """
-from flask import Flask, abort, jsonify, request
+import asyncio
+
+from flask import Flask
+
+from flask_restful_async import Api, AsyncResource, Resource, abort, fields, marshal_with, reqparse
 
 app = Flask(__name__)
+api = Api(app)
 
-ITEMS = {1: {"id": 1, "name": "apple"}, 2: {"id": 2, "name": "pear"}}
+ITEMS = {1: {"item_id": 1, "name": "apple"}, 2: {"item_id": 2, "name": "pear"}}
+item_fields = {"id": fields.Integer(attribute="item_id"), "name": fields.String, "uri": fields.Url("item")}
 
-
-@app.get("/")
-def hello():
-    return jsonify(message="Hello, world!")
-
-
-@app.get("/items/<int:item_id>")
-def item(item_id: int):
-    if item_id not in ITEMS:
-        abort(404)
-    return jsonify(ITEMS[item_id])
+parser = reqparse.RequestParser()
+parser.add_argument("name", required=True, help="the item's name")
 
 
-@app.post("/echo")
-def echo():
-    return jsonify(request.get_json(force=True, silent=True))
+class Hello(AsyncResource):
+    async def get(self):
+        await asyncio.sleep(0)  # any awaitable: a database call, an HTTP request...
+        return {"hello": "world"}
+
+
+class Item(Resource):
+    @marshal_with(item_fields)
+    def get(self, item_id: int):
+        if item_id not in ITEMS:
+            abort(404, message=f"item {item_id} does not exist")
+        return ITEMS[item_id]
+
+
+class ItemList(AsyncResource):
+    @marshal_with(item_fields)
+    async def get(self):
+        return list(ITEMS.values())
+
+    @marshal_with(item_fields)
+    async def post(self):
+        args = parser.parse_args()
+        item = {"item_id": max(ITEMS) + 1, "name": args["name"]}
+        ITEMS[item["item_id"]] = item
+        return item, 201
+
+
+api.add_resource(Hello, "/")
+api.add_resource(ItemList, "/items")
+api.add_resource(Item, "/items/<int:item_id>", endpoint="item")
