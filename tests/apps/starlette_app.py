@@ -1,0 +1,73 @@
+"""A Starlette app served as ASGI (tests/test_frameworks.py)."""
+import asyncio
+import contextlib
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.routing import Route
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    yield {"started_by": "starlette-lifespan"}
+
+
+async def hello(request: Request):
+    return JSONResponse({"hello": "starlette", "state": request.state.started_by})
+
+
+async def item(request: Request):
+    return JSONResponse({"id": request.path_params["item_id"],
+                         "q": request.query_params.get("q")})
+
+
+async def echo(request: Request):
+    body = await request.body()
+    return JSONResponse({"len": len(body), "text": body.decode("latin-1"),
+                         "ctype": request.headers.get("content-type")})
+
+
+async def form(request: Request):
+    data = await request.form()
+    return JSONResponse({k: v for k, v in data.items()})
+
+
+async def stream(request: Request):
+    async def gen():
+        for i in range(5):
+            await asyncio.sleep(0)
+            yield f"part{i};".encode()
+    return StreamingResponse(gen(), media_type="text/plain")
+
+
+async def cookies(request: Request):
+    resp = PlainTextResponse("cookies set")
+    resp.set_cookie("a", "1")
+    resp.set_cookie("b", "2")
+    return resp
+
+
+async def timeout(request: Request):
+    try:
+        async with asyncio.timeout(0.05):
+            await asyncio.sleep(5)
+    except TimeoutError:
+        return PlainTextResponse("timed out properly")
+    return PlainTextResponse("no timeout")
+
+
+async def fail(request: Request):
+    raise RuntimeError("starlette-boom")
+
+
+app = Starlette(routes=[
+    Route("/hello", hello),
+    Route("/items/{item_id:int}", item),
+    Route("/echo", echo, methods=["POST"]),
+    Route("/form", form, methods=["POST"]),
+    Route("/stream", stream),
+    Route("/cookies", cookies),
+    Route("/timeout", timeout),
+    Route("/fail", fail),
+], lifespan=lifespan)
