@@ -350,12 +350,10 @@ static int head_end(ExchangeObject *ex, int whole, size_t len) {
   if (!ex->has_server && s->cfg.server_header_len) head_put(ex, s->cfg.server_header, s->cfg.server_header_len);
   if (ex->no_body) {
     /* no framing */
-  } else if (ex->has_app_cl) {
-    char tmp[48];
-    head_put(ex, tmp, (size_t)snprintf(tmp, sizeof tmp, "Content-Length: %llu\r\n", (unsigned long long)ex->app_cl));
-  } else if (whole) {
-    char tmp[48];
-    head_put(ex, tmp, (size_t)snprintf(tmp, sizeof tmp, "Content-Length: %zu\r\n", len));
+  } else if (ex->has_app_cl || whole) {
+    head_put(ex, "Content-Length: ", 16);
+    ex->head_len += fra_decimal(ex->head + ex->head_len, ex->has_app_cl ? ex->app_cl : len);
+    head_put(ex, "\r\n", 2);
   } else if (ex->req && ex->req->http_minor >= 1) {
     head_put(ex, "Transfer-Encoding: chunked\r\n", 28);
     ex->chunked = !ex->is_head;

@@ -161,6 +161,13 @@ static void test_response_helpers(void) {
   CHECK(n == 6 && memcmp(buf, "1a2f\r\n", 6) == 0, "chunk head hex");
   n = fra_chunk_head(buf, 0);
   CHECK(n == 3 && memcmp(buf, "0\r\n", 3) == 0, "chunk head zero");
+  n = fra_decimal(buf, 0);
+  CHECK(n == 1 && buf[0] == '0', "decimal zero");
+  n = fra_decimal(buf, 18446744073709551615ULL);
+  CHECK(n == 20 && memcmp(buf, "18446744073709551615", 20) == 0, "decimal max");
+  CHECK(fra_valid_header_name("!#$%&'*+-.^_`|~09azAZ", 21) && !fra_valid_header_name("\x80", 1) &&
+            !fra_valid_header_name("a\"b", 3),
+        "tchar table");
   size_t dl;
   const char *d = fra_date_header(&dl);
   CHECK(dl == strlen("Date: Sun, 22 Nov 2026 02:03:38 GMT\r\n") && memcmp(d, "Date: ", 6) == 0, "date header shape");

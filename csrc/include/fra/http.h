@@ -108,6 +108,9 @@ int fra_valid_header_name(const char *s, size_t n);
 /** Returns 1 if value holds no CR, LF or NUL (RFC 9110 5.5), else 0. */
 int fra_valid_header_value(const char *s, size_t n);
 
+/** Writes v in decimal into out (>= 20 bytes); returns the length. */
+size_t fra_decimal(char *out, uint64_t v);
+
 /** Writes a chunk-size line "<hex>\r\n" into out (>= 20 bytes); returns its length. */
 size_t fra_chunk_head(char *out, size_t size);
 
