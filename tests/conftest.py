@@ -76,6 +76,10 @@ class ServerProcess:
         self.args = [str(a) for a in args]
         self.env = dict(os.environ)
         self.env["PYTHONUNBUFFERED"] = "1"
+        # The checkout goes last on the path: the package is found whether or not it is
+        # installed, and a build chosen by PYTHONPATH (make test-asan) still comes first.
+        path = [p for p in self.env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        self.env["PYTHONPATH"] = os.pathsep.join(path + [str(ROOT)])
         if env:
             self.env.update(env)
         self.proc: Optional[subprocess.Popen] = None
@@ -106,7 +110,9 @@ class ServerProcess:
     def start(self) -> "ServerProcess":
         # A new session makes the server the leader of its own process group, so teardown
         # can signal exactly the processes this fixture started (the server and any workers).
-        self.proc = subprocess.Popen(self.cmd, cwd=str(ROOT), env=self.env,
+        # The working directory is not the checkout: `python -m` puts it first on sys.path, and
+        # from the checkout it would hide a build chosen by PYTHONPATH (make test-asan).
+        self.proc = subprocess.Popen(self.cmd, cwd=str(APPS), env=self.env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, start_new_session=True)
         _LIVE.add(self)

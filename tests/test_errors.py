@@ -1,6 +1,5 @@
 """Exceptions and misbehaving apps: 500 before the response starts, a closed connection after;
 logged with a traceback; the server keeps serving."""
-import re
 import uuid
 
 from conftest import ANY_2XX_RE, H11Client, Malformed, RawConn, h11_get, parse_response, request_bytes

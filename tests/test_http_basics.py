@@ -1,6 +1,4 @@
 """Basic request/response exchanges, checked with h11 (strict HTTP/1.1) and raw bytes."""
-import json
-import re
 
 import pytest
 

@@ -6,7 +6,7 @@ import socket
 import time
 import uuid
 
-from conftest import (H11Client, RawConn, app_state, chunked, h11_get, kernel_buffer_max,
+from conftest import (H11Client, RawConn, chunked, h11_get, kernel_buffer_max,
                       open_gate, request_bytes, wait_state)
 
 MiB = 1024 * 1024
