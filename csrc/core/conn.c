@@ -270,6 +270,9 @@ static void feed(fra_conn *c, const char *data, size_t len) {
   if ((size_t)used < len) {
     keep_pending(c, data + used, len - used);
     c->flags |= FRA_C_PAUSED;
+  } else if (c->parser.req && c->parser.req->complete) {
+    c->flags |= FRA_C_PAUSED; /* the message ended with the read: later bytes wait */
+    if (data == c->pend) c->pend_len = 0;
   } else if (data == c->pend) {
     c->pend_len = 0;
   }

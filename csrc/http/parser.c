@@ -8,6 +8,13 @@
 
 #define PS(p) ((fra_parser *)(p))
 
+enum {
+  S_BEFORE, S_BEFORE_LF, S_RLINE, S_RLINE_LF, S_LINE, S_NAME, S_VALUE, S_VALUE_LF, S_END_LF,
+  S_BODY_LEN, S_CSIZE0, S_CSIZE, S_CEXT, S_CSIZE_LF, S_CDATA, S_CDATA_CR, S_CDATA_LF,
+  S_TLINE, S_TFIELD, S_TFIELD_LF, S_TEND_LF, S_DONE
+};
+
+
 /* A callback rejects the request by recording the status and returning HPE_USER; llhttp then
  * stops and fra_parser_execute reports it. */
 static int reject(llhttp_t *p, int status, const char *reason) {
@@ -126,10 +133,6 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   int rc = header_bytes(p, len);
   if (rc) return rc;
   fra_hdr *h = &r->hdrs[r->nhdrs - 1];
-  /* A value span that starts right after a line break is an obs-fold continuation (llhttp
-   * joins it into the value); RFC 9112 5.2 lets a server reject it with 400, and we do. */
-  char before = at > PS(p)->cur ? at[-1] : PS(p)->last_byte;
-  if (r->in_value && len > 0 && before == '\n') return reject(p, 400, "obsolete line folding");
   if (!r->in_value) {
     r->in_value = 1;
     h->value_off = r->len;
@@ -155,6 +158,9 @@ static int on_header_value_complete(llhttp_t *p) {
   } else if (h->name_len == 12 && strncasecmp(name, "content-type", 12) == 0) {
     /* a singleton field (RFC 9110 8.3): two values leave the body's type ambiguous */
     if (++r->ctype_count > 1) return reject(p, 400, "duplicate Content-Type");
+  } else if (h->name_len == 17 && strncasecmp(name, "transfer-encoding", 17) == 0 && h->value_len == 0) {
+    /* an empty coding list would leave the framing to whichever parser guesses (smuggling) */
+    return reject(p, 400, "empty Transfer-Encoding");
   } else if (h->name_len == 6 && strncasecmp(name, "expect", 6) == 0) {
     if (h->value_len == 12 && strncasecmp(value, "100-continue", 12) == 0) r->expect_continue = 1;
   }
@@ -185,6 +191,7 @@ static int on_headers_complete(llhttp_t *p) {
     return reject(p, 400, "Transfer-Encoding in an HTTP/1.0 request");
   if (p->flags & F_CHUNKED) {
     r->has_body = 1;
+    r->chunked = 1;
   } else if (p->flags & F_CONTENT_LENGTH) {
     r->content_length = p->content_length;
     r->has_body = p->content_length > 0;
@@ -241,8 +248,9 @@ void fra_parser_init(fra_parser *ps, const fra_limits *limits, void *owner) {
   ps->error_status = 0;
   ps->error_reason = NULL;
   ps->line_bytes = 0;
-  ps->cur = NULL;
-  ps->last_byte = 0;
+  ps->scan = S_DONE;
+  ps->rl_sp = 0;
+  ps->scan_left = 0;
   ps->trailer_len = 0;
   ps->trailer_in_value = 0;
   ps->owner = owner;
@@ -257,27 +265,195 @@ static int status_for(llhttp_errno_t e) {
   }
 }
 
-long fra_parser_execute(fra_parser *ps, const char *data, size_t len, fra_parse_error *err) {
-  ps->cur = data;
-  llhttp_errno_t e = llhttp_execute(&ps->p, data, len);
-  if (e == HPE_OK) {
-    if (len) ps->last_byte = data[len - 1];
-    return (long)len;
+/* ---- the framing scanner ----
+ * llhttp 8 (strict) still accepts a bare LF as a line end, CR followed by another byte in chunk
+ * lines, several spaces after the method, tabs and form feeds in the target, spaces inside a
+ * field name and an empty field name.  Each is a request-smuggling vector when a proxy in front
+ * reads the bytes differently, so every byte llhttp consumed is checked again here against
+ * RFC 9112 (2.2 line endings, 3 request line, 5.1 field lines, 7.1 chunked coding). */
+static int is_tchar_byte(unsigned char c) {
+  return fra_valid_header_name((const char *)&c, 1);
+}
+
+static int hexdigit(unsigned char c) {
+  return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+/* Where the head ends, the body's framing decides the next state. */
+static uint8_t after_head(fra_parser *ps) {
+  fra_req *r = ps->req;
+  if (!r || !r->has_body) return S_DONE;
+  if (r->chunked) return S_CSIZE0;
+  if (r->content_length == 0) return S_DONE;
+  ps->scan_left = r->content_length;
+  return S_BODY_LEN;
+}
+
+/* Returns 0, or -1 with the reason set. */
+static int scan(fra_parser *ps, const unsigned char *b, size_t n, const char **why) {
+  uint8_t st = ps->scan;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = b[i];
+    switch (st) {
+    case S_DONE:
+      st = S_BEFORE;
+      ps->rl_sp = 0;
+      /* fall through */
+    case S_BEFORE: /* RFC 9112 2.2: empty lines before the request line are ignored */
+      if (c == '\r') st = S_BEFORE_LF;
+      else if (c == '\n') goto bare_lf;
+      else {
+        st = S_RLINE;
+        i--;
+      }
+      break;
+    case S_BEFORE_LF:
+      if (c != '\n') goto bare_cr;
+      st = S_BEFORE;
+      break;
+    case S_RLINE:
+      if (c == '\r') st = S_RLINE_LF;
+      else if (c == '\n') goto bare_lf;
+      else if (c == ' ') {
+        if (ps->rl_sp) { *why = "more than one space in the request line"; return -1; }
+        ps->rl_sp = 1;
+        continue;
+      } else if (c < 0x20 || c == 0x7f) {
+        *why = "control character in the request line";
+        return -1;
+      }
+      ps->rl_sp = 0;
+      break;
+    case S_RLINE_LF:
+      if (c != '\n') goto bare_cr;
+      st = S_LINE;
+      break;
+    case S_LINE:
+      if (c == '\r') st = S_END_LF;
+      else if (c == '\n') goto bare_lf;
+      else if (c == ' ' || c == '\t') { *why = "obsolete line folding"; return -1; }
+      else if (!is_tchar_byte(c)) { *why = "empty or invalid field name"; return -1; }
+      else st = S_NAME;
+      break;
+    case S_NAME:
+      if (c == ':') st = S_VALUE;
+      else if (!is_tchar_byte(c)) { *why = "invalid byte in a field name"; return -1; }
+      break;
+    case S_VALUE:
+      if (c == '\r') st = S_VALUE_LF;
+      else if (c == '\n') goto bare_lf;
+      else if ((c < 0x20 && c != '\t') || c == 0x7f) { *why = "control character in a field value"; return -1; }
+      break;
+    case S_VALUE_LF:
+      if (c != '\n') goto bare_cr;
+      st = S_LINE;
+      break;
+    case S_END_LF:
+      if (c != '\n') goto bare_cr;
+      st = after_head(ps);
+      break;
+    case S_BODY_LEN: {
+      /* scan_left >= 1 here and n - i >= 1, so take >= 1 */
+      size_t take = n - i < ps->scan_left ? n - i : (size_t)ps->scan_left;
+      ps->scan_left -= take;
+      i += take - 1;
+      if (ps->scan_left == 0) st = S_DONE;
+      break;
+    }
+    case S_CSIZE0:
+      if (!hexdigit(c)) { *why = "invalid chunk size"; return -1; }
+      ps->scan_left = 0;
+      st = S_CSIZE;
+      /* fall through */
+    case S_CSIZE:
+      if (hexdigit(c)) {
+        if (ps->scan_left >> 60) { *why = "chunk size too large"; return -1; }
+        ps->scan_left = ps->scan_left * 16 + (uint64_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+      } else if (c == ';' || c == ' ' || c == '\t') st = S_CEXT;
+      else if (c == '\r') st = S_CSIZE_LF;
+      else if (c == '\n') goto bare_lf;
+      else { *why = "invalid chunk size"; return -1; }
+      break;
+    case S_CEXT:
+      if (c == '\r') st = S_CSIZE_LF;
+      else if (c == '\n') goto bare_lf;
+      else if ((c < 0x20 && c != '\t') || c == 0x7f) { *why = "control character in a chunk extension"; return -1; }
+      break;
+    case S_CSIZE_LF:
+      if (c != '\n') goto bare_cr;
+      st = ps->scan_left ? S_CDATA : S_TLINE;
+      break;
+    case S_CDATA: {
+      size_t take = n - i < ps->scan_left ? n - i : (size_t)ps->scan_left;
+      ps->scan_left -= take;
+      i += take - 1;
+      if (ps->scan_left == 0) st = S_CDATA_CR;
+      break;
+    }
+    case S_CDATA_CR:
+      if (c != '\r') { *why = "chunk data longer than its size"; return -1; }
+      st = S_CDATA_LF;
+      break;
+    case S_CDATA_LF:
+      if (c != '\n') goto bare_cr;
+      st = S_CSIZE0;
+      break;
+    case S_TLINE:
+      if (c == '\r') st = S_TEND_LF;
+      else if (c == '\n') goto bare_lf;
+      else if (!is_tchar_byte(c)) { *why = "invalid trailer field"; return -1; }
+      else st = S_TFIELD;
+      break;
+    case S_TFIELD:
+      if (c == '\r') st = S_TFIELD_LF;
+      else if (c == '\n') goto bare_lf;
+      break;
+    case S_TFIELD_LF:
+      if (c != '\n') goto bare_cr;
+      st = S_TLINE;
+      break;
+    case S_TEND_LF:
+      if (c != '\n') goto bare_cr;
+      st = S_DONE;
+      break;
+    }
   }
-  if (e == HPE_PAUSED) {
-    long used = (long)(llhttp_get_error_pos(&ps->p) - data);
-    if (used > 0) ps->last_byte = data[used - 1];
-    return used;
-  }
-  if (ps->error_status) {
-    err->status = ps->error_status;
-    err->reason = ps->error_reason;
-  } else {
-    err->status = status_for(e);
-    err->reason = llhttp_get_error_reason(&ps->p);
-    if (!err->reason) err->reason = llhttp_errno_name(e);
-  }
+  ps->scan = st;
+  return 0;
+bare_lf:
+  *why = "bare LF as a line end";
   return -1;
+bare_cr:
+  *why = "CR not followed by LF";
+  return -1;
+}
+
+long fra_parser_execute(fra_parser *ps, const char *data, size_t len, fra_parse_error *err) {
+  /* Still paused after the previous message (it ended exactly at the end of a read): nothing
+   * is consumed.  llhttp would report its stale error position from that earlier buffer. */
+  if (llhttp_get_errno(&ps->p) == HPE_PAUSED) return 0;
+  llhttp_errno_t e = llhttp_execute(&ps->p, data, len);
+  long used;
+  if (e == HPE_OK) used = (long)len;
+  else if (e == HPE_PAUSED) used = (long)(llhttp_get_error_pos(&ps->p) - data);
+  else {
+    if (ps->error_status) {
+      err->status = ps->error_status;
+      err->reason = ps->error_reason;
+    } else {
+      err->status = status_for(e);
+      err->reason = llhttp_get_error_reason(&ps->p);
+      if (!err->reason) err->reason = llhttp_errno_name(e);
+    }
+    return -1;
+  }
+  const char *why = NULL;
+  if (scan(ps, (const unsigned char *)data, (size_t)used, &why) < 0) {
+    err->status = 400;
+    err->reason = why;
+    return -1;
+  }
+  return used;
 }
 
 void fra_parser_resume(fra_parser *ps) {

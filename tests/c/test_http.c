@@ -84,6 +84,25 @@ static void test_pipelined_pause(void) {
   free_result(&r);
 }
 
+static void test_paused_at_end_of_read(void) {
+  fra_parser ps;
+  fra_parser_init(&ps, &defaults, NULL);
+  ps.new_req = new_req;
+  fra_parse_error err;
+  const char *a = "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n", *b = "GET /2 HTTP/1.1\r\nHost: a\r\n\r\n";
+  long used = fra_parser_execute(&ps, a, strlen(a), &err);
+  CHECK(used == (long)strlen(a) && ps.req && ps.req->complete, "first message consumed whole");
+  used = fra_parser_execute(&ps, b, strlen(b), &err);
+  CHECK(used == 0, "nothing consumed while paused (%ld)", used);
+  fra_req_free(ps.req);
+  ps.req = NULL;
+  fra_parser_resume(&ps);
+  used = fra_parser_execute(&ps, b, strlen(b), &err);
+  CHECK(used == (long)strlen(b) && ps.req && ps.req->complete && memcmp(ps.req->buf + ps.req->url_off, "/2", 2) == 0,
+        "second message parsed from its first byte after resume");
+  fra_req_free(ps.req);
+}
+
 static void test_bodies(int bw) {
   const char *cl = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
   result r = parse(cl, strlen(cl), &defaults, bw);
@@ -148,6 +167,18 @@ static void test_malformed(void) {
   expect_status("two Content-Type", "GET / HTTP/1.1\r\nHost: a\r\nContent-Type: a/b\r\ncontent-type: c/d\r\n\r\n", &defaults, 400);
   expect_status("trailer Host", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nHost: b\r\n\r\n", &defaults, 400);
   expect_status("allowed trailer", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX-Checksum: b\r\n\r\n", &defaults, 0);
+  expect_status("bare LF after request line", "GET / HTTP/1.1\nHost: a\r\n\r\n", &defaults, 400);
+  expect_status("bare LF ending the head", "GET / HTTP/1.1\r\nHost: a\r\n\n", &defaults, 400);
+  expect_status("two spaces after method", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", &defaults, 400);
+  expect_status("tab in target", "GET /a\tb HTTP/1.1\r\nHost: a\r\n\r\n", &defaults, 400);
+  expect_status("space inside name", "GET / HTTP/1.1\r\nHost: a\r\nX H: y\r\n\r\n", &defaults, 400);
+  expect_status("empty name", "GET / HTTP/1.1\r\nHost: a\r\n: y\r\n\r\n", &defaults, 400);
+  expect_status("empty TE", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\nContent-Length: 1\r\n\r\nx", &defaults, 400);
+  expect_status("CR then byte in last chunk", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\rX\r\n\r\n", &defaults, 400);
+  expect_status("CR then byte at the end", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\rX", &defaults, 400);
+  expect_status("chunk longer than size", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nxy\r\n0\r\n\r\n", &defaults, 400);
+  expect_status("chunk extension ok", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;a=b\r\nx\r\n0\r\n\r\n", &defaults, 0);
+  expect_status("leading empty line ok", "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", &defaults, 0);
   expect_status("garbage method", "G@T / HTTP/1.1\r\nHost: a\r\n\r\n", &defaults, 400);
 }
 
@@ -197,6 +228,7 @@ int main(void) {
   test_simple(0);
   test_simple(1);
   test_pipelined_pause();
+  test_paused_at_end_of_read();
   test_bodies(0);
   test_bodies(1);
   test_limits();

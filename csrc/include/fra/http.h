@@ -40,6 +40,7 @@ typedef struct fra_req {
   uint8_t has_body;           /* Content-Length > 0 or chunked */
   uint8_t dispatched;         /* handed to the app */
   uint8_t last_chunk;         /* the zero-size chunk of a chunked body was seen */
+  uint8_t chunked;            /* Transfer-Encoding: chunked */
   uint64_t content_length;    /* from the header, when has_body and not chunked */
   uint64_t body_total;        /* body bytes received so far */
   char *body;                 /* unconsumed body bytes: body[body_off .. body_len) */
@@ -61,8 +62,11 @@ typedef struct fra_parser {
   int error_status;           /* set by a callback that rejected the request */
   const char *error_reason;
   uint32_t line_bytes;        /* method + target bytes so far */
-  const char *cur;            /* start of the bytes being executed */
-  char last_byte;             /* last byte consumed by the previous execute */
+  /* The framing scanner (parser.c) re-checks every consumed byte against RFC 9112's grammar
+   * where llhttp 8 is looser: line endings, request-line shape, field-name bytes, chunk lines. */
+  uint8_t scan;               /* scanner state */
+  uint8_t rl_sp;              /* previous request-line byte was SP */
+  uint64_t scan_left;         /* body bytes to skip (Content-Length or chunk data) */
   char trailer[24];           /* name of the trailer field being parsed (truncated) */
   uint8_t trailer_len, trailer_in_value;
   void *owner;
