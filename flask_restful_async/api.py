@@ -274,6 +274,11 @@ class Api:
             decorated = wraps(output)(threaded)
             for decorator in self.decorators:
                 decorated = decorator(decorated)
+        if not self.decorators and _is_async_resource(resource):
+            # Nothing wraps the resource: a loop server may call the resource itself and
+            # render its result without this chain (flask_restful_async.native).  The view
+            # is recorded so a view replaced or wrapped later is never bypassed.
+            decorated._fra_native = (decorated, self, resource, args, kwargs)
         return decorated
 
     def _register_view(self, app: Any, resource: Any, *urls: str, **kwargs: Any) -> None:

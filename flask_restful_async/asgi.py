@@ -17,16 +17,53 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple
 
 from flask import Flask
+from flask.signals import request_started
+from werkzeug.wrappers import Response as ResponseBase
 
 from flask_restful_async.compat import worker_executor
-from flask_restful_async.dispatch import handle_async, is_async_view
+from flask_restful_async.dispatch import (await_view, handle_async, is_async_view,
+                                          preprocess_request_async)
 from flask_restful_async.loops import server_loop
+from flask_restful_async.native import (DIRECT, THREAD, LoopWatchdog, NativeRequestContext,
+                                        Route, Router, blocked_loop_threshold, drive,
+                                        render_direct)
+from flask_restful_async.utils import unpack
 
 __all__ = ["AsgiApp", "asgi", "build_environ"]
 
 Scope = Dict[str, Any]
 Receive = Callable[[], Awaitable[Dict[str, Any]]]
 Send = Callable[[Dict[str, Any]], Awaitable[None]]
+
+
+_BASE_ENVIRON: Dict[str, Any] = {
+    "wsgi.version": (1, 0),
+    "wsgi.errors": sys.stderr,
+    "wsgi.multithread": True,
+    "wsgi.multiprocess": True,
+    "wsgi.run_once": False,
+    "wsgi.input_terminated": True,
+}
+# raw header name -> environ key ("" for names with "_", which are dropped: they would be
+# indistinguishable from their '-' twins once in the environ); bounded
+_HEADER_KEYS: Dict[bytes, str] = {}
+
+
+def _environ_key(raw_name: bytes) -> str:
+    key = _HEADER_KEYS.get(raw_name)
+    if key is None:
+        name = raw_name.decode("latin-1").lower()
+        if "_" in name:
+            key = ""
+        elif name == "content-type":
+            key = "CONTENT_TYPE"
+        elif name == "content-length":
+            key = "CONTENT_LENGTH"
+        else:
+            key = "HTTP_" + name.upper().replace("-", "_")
+        if len(_HEADER_KEYS) < 1024:
+            _HEADER_KEYS[raw_name] = key
+    return key
 
 
 def build_environ(scope: Scope, body: bytes) -> Dict[str, Any]:
@@ -36,38 +73,25 @@ def build_environ(scope: Scope, body: bytes) -> Dict[str, Any]:
     if root_path and path.startswith(root_path):
         path = path[len(root_path):]
     server = scope.get("server") or ("localhost", 80)
-    environ: Dict[str, Any] = {
-        "REQUEST_METHOD": scope["method"],
-        "SCRIPT_NAME": root_path.encode("utf-8").decode("latin-1"),
-        "PATH_INFO": path.encode("utf-8").decode("latin-1"),
-        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
-        "SERVER_NAME": str(server[0]),
-        "SERVER_PORT": str(server[1]) if server[1] is not None else "80",
-        "SERVER_PROTOCOL": "HTTP/" + scope.get("http_version", "1.1"),
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scope.get("scheme", "http"),
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-        "wsgi.input_terminated": True,
-        "asgi.scope": scope,
-    }
+    environ = _BASE_ENVIRON.copy()
+    environ["REQUEST_METHOD"] = scope["method"]
+    environ["SCRIPT_NAME"] = root_path.encode("utf-8").decode("latin-1") if root_path else ""
+    environ["PATH_INFO"] = path if path.isascii() else path.encode("utf-8").decode("latin-1")
+    environ["QUERY_STRING"] = scope.get("query_string", b"").decode("latin-1")
+    environ["SERVER_NAME"] = str(server[0])
+    environ["SERVER_PORT"] = str(server[1]) if server[1] is not None else "80"
+    environ["SERVER_PROTOCOL"] = "HTTP/" + scope.get("http_version", "1.1")
+    environ["wsgi.url_scheme"] = scope.get("scheme", "http")
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["asgi.scope"] = scope
     client = scope.get("client")
     if client:
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = str(client[0]), str(client[1])
     for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").lower()
-        if "_" in name:
-            continue  # would be indistinguishable from its '-' twin once in the environ
+        key = _environ_key(raw_name)
+        if not key:
+            continue
         value = raw_value.decode("latin-1")
-        if name == "content-type":
-            key = "CONTENT_TYPE"
-        elif name == "content-length":
-            key = "CONTENT_LENGTH"
-        else:
-            key = "HTTP_" + name.upper().replace("-", "_")
         if key in environ:
             environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
         else:
@@ -85,10 +109,26 @@ class _TooLarge(Exception):
     pass
 
 
-async def _read_body(receive: Receive, limit: Optional[int]) -> Optional[bytes]:
-    """The whole request body, or None if the client went away first."""
-    chunks: List[bytes] = []
-    size = 0
+_UNSET: Any = object()
+
+
+def _has_preprocess(app: Flask, names: Tuple[Any, ...]) -> bool:
+    """Are there url_value_preprocessors or before_request hooks for these blueprints?"""
+    if type(app).preprocess_request is not Flask.preprocess_request:
+        return True
+    before, url_value = app.before_request_funcs, app.url_value_preprocessors
+    for name in names:
+        if before.get(name) or url_value.get(name):
+            return True
+    return False
+
+
+async def _read_body(receive: Receive, limit: Optional[int],
+                     first: bytes = b"") -> Optional[bytes]:
+    """The whole request body (after `first`, already received), or None if the client
+    went away first."""
+    chunks: List[bytes] = [first]
+    size = len(first)
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -100,11 +140,6 @@ async def _read_body(receive: Receive, limit: Optional[int]) -> Optional[bytes]:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 class AsgiApp:
@@ -120,6 +155,8 @@ class AsgiApp:
         self.threads = threads
         self.max_body_size = max_body_size
         self._executor: Optional[ThreadPoolExecutor] = None
+        self._router = Router(app)
+        self._watchdog: Any = _UNSET
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -151,9 +188,8 @@ class AsgiApp:
                 return
 
     def _loop_view_context(self, environ: Dict[str, Any]) -> Optional[Any]:
-        """A (not yet pushed) request context when the request's view runs on the loop."""
-        if "wsgi_app" in vars(self.app):
-            return None  # WSGI middleware wraps the app: only the WSGI path honours it
+        """A (not yet pushed) Flask request context when the request's view runs on the
+        loop; used when the app's routing needs the whole request (see native.Router)."""
         ctx = self.app.request_context(environ)
         if ctx.url_adapter is None:
             return None
@@ -164,8 +200,16 @@ class AsgiApp:
         return ctx
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "http.request":
+            return  # the client left before its request was complete
+        body = message.get("body", b"")
+        limit = self.max_body_size
         try:
-            body = await _read_body(receive, self.max_body_size)
+            if message.get("more_body", False):
+                body = await _read_body(receive, limit, body)
+            elif limit is not None and len(body) > limit:
+                raise _TooLarge()
         except _TooLarge:
             await send({"type": "http.response.start", "status": 413,
                         "headers": [(b"content-type", b"text/plain"), (b"connection", b"close")]})
@@ -173,39 +217,130 @@ class AsgiApp:
             return
         if body is None:
             return
-        environ = build_environ(scope, body)
-        loop_token = server_loop.set(asyncio.get_running_loop())
-        pool_token = worker_executor.set(self.executor)
-        try:
-            ctx = self._loop_view_context(environ)
-            if ctx is not None:
-                await self._run_on_loop(environ, ctx, receive, send)
-            else:
-                await self._run_in_thread(environ, send)
-        finally:
-            worker_executor.reset(pool_token)
-            server_loop.reset(loop_token)
-
-    async def _run_on_loop(self, environ: Dict[str, Any], ctx: Any, receive: Receive,
-                           send: Send) -> None:
-        handler = asyncio.ensure_future(handle_async(self.app, environ, ctx))
-        watcher = asyncio.ensure_future(_wait_disconnect(receive))
-        try:
-            await asyncio.wait({handler, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            handler.cancel()
-            watcher.cancel()
-            raise
-        if not handler.done():
-            # the client went away: cancel the handler and wait for its cleanup
-            handler.cancel()
-            await asyncio.wait({handler})
-            if not handler.cancelled():
-                handler.exception()  # retrieved: a late failure is not "never retrieved"
+        # compat.run_sync / run_async find the loop and the pool here; each request runs in
+        # its own context copy (a task's, or the C exchange's), so no reset is needed
+        loop = asyncio.get_running_loop()
+        if server_loop.get() is not loop:
+            server_loop.set(loop)
+        if worker_executor.get() is not self._executor or self._executor is None:
+            worker_executor.set(self.executor)
+        app = self.app
+        if "wsgi_app" in app.__dict__:
+            # WSGI middleware wraps the app: only the WSGI path honours it
+            await self._run_in_thread(build_environ(scope, body), send)
             return
-        watcher.cancel()
-        response = handler.result()
+        path = scope["path"]
+        root_path = scope.get("root_path", "")
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path):]
+        router = self._router
+        route = router.lookup(scope["method"], path)
+        if route is None:
+            environ = build_environ(scope, body)
+            ctx = self._loop_view_context(environ) if not router.usable() else None
+            if ctx is None:  # no route (404, 405, redirect) or a sync view: Flask's way
+                await self._run_in_thread(environ, send)
+                return
+            endpoint = ctx.request.url_rule.endpoint
+            await self._run_on_loop(handle_async(app, environ, ctx), endpoint, environ,
+                                    receive, send)
+            return
+        if route.kind is THREAD:
+            await self._run_in_thread(build_environ(scope, body), send)
+            return
+        native_ctx = NativeRequestContext(app, scope, body, route, dict(route.view_args))
+        await self._run_on_loop(self._handle(native_ctx, route, scope["method"]),
+                                route.endpoint, native_ctx, receive, send)
 
+    async def _handle(self, ctx: NativeRequestContext, route: Route, method: str) -> Any:
+        """`handle_async` for a NativeRequestContext: the response, or (status, JSON body)
+        when no Response object is needed."""
+        app = self.app
+        error: Optional[BaseException] = None
+        try:
+            try:
+                ctx.push()
+                return await self._dispatch(ctx, route, method)
+            except Exception as e:
+                error = e
+                ctx.open_session()
+                return app.handle_exception(e)
+            except BaseException:  # cancellation: teardown sees it, then it propagates
+                error = sys.exc_info()[1]
+                raise
+        finally:
+            if error is not None and app.should_ignore_error(error):
+                error = None
+            ctx.pop(error)
+
+    async def _dispatch(self, ctx: NativeRequestContext, route: Route, method: str) -> Any:
+        """`full_dispatch_async` doing only what is registered, and calling a DIRECT
+        route's resource without the view chain."""
+        app = self.app
+        app._got_first_request = True
+        try:
+            if request_started.receivers:
+                request_started.send(app, _async_wrapper=app.ensure_sync)
+            rv = None
+            if _has_preprocess(app, route.names):
+                rv = await preprocess_request_async(app)
+            if rv is None:
+                if method == "OPTIONS" and getattr(route.rule, "provide_automatic_options",
+                                                   False):
+                    rv = app.make_default_options_response()
+                elif route.kind is DIRECT:
+                    resource = route.resource(*route.class_args, **route.class_kwargs)
+                    timeout = resource.timeout
+                    if timeout is None:
+                        timeout = route.api.timeout
+                    rv = await resource._dispatch((), ctx.view_args, timeout, method)
+                    if not isinstance(rv, ResponseBase):
+                        data, code, headers = unpack(rv)
+                        direct = render_direct(route.api, app, method, data, code, headers)
+                        if direct is not None and not ctx.needs_response_object():
+                            return direct
+                        rv = route.api.make_response(data, code, headers=headers)
+                else:
+                    rv = await await_view(app.view_functions[route.endpoint], **ctx.view_args)
+        except Exception as e:
+            rv = app.handle_user_exception(e)
+        ctx.open_session()  # Flask's process_response saves it
+        return app.finalize_request(rv)
+
+    def _watchdog_for_app(self) -> Optional[LoopWatchdog]:
+        if self._watchdog is _UNSET:
+            threshold = blocked_loop_threshold(self.app)
+            self._watchdog = LoopWatchdog(threshold) if threshold else None
+        return self._watchdog
+
+    async def _run_on_loop(self, handler: Any, endpoint: str, env_source: Any,
+                           receive: Receive, send: Send) -> None:
+        """Run the handler coroutine on this loop (cancelled if the client leaves) and
+        send what it gives: (status, JSON body) or a response object."""
+        watch = _DisconnectWatch(receive)
+        try:
+            result = await drive(handler, watch.arm, self._watchdog_for_app(), endpoint)
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
+            # we cancelled it because the client left: not an error, nothing to send
+            task = asyncio.current_task()
+            if task is not None and hasattr(task, "uncancel"):
+                task.uncancel()
+            return
+        finally:
+            watch.disarm()
+        if type(result) is tuple:
+            status, body = result
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", b"%d" % len(body))]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        environ = env_source if isinstance(env_source, dict) else env_source.request.environ
+        await self._send_response(result, environ, send)
+
+    async def _send_response(self, response: Any, environ: Dict[str, Any], send: Send) -> None:
         status_headers: List[Any] = []
 
         def start_response(status: str, headers: List[Tuple[str, str]], exc_info: Any = None) -> Any:
@@ -232,9 +367,11 @@ class AsgiApp:
 
     @staticmethod
     def _stream(app_iter: Iterable[bytes], status_headers: List[Any], send: Send,
-                loop: asyncio.AbstractEventLoop) -> None:
+                loop: asyncio.AbstractEventLoop, hand_back: bool = False) -> Optional[bytes]:
         """Send a WSGI body iterable from a worker thread, one chunk ahead so the last
-        chunk goes out with more_body False (and a one-chunk body in one hop)."""
+        chunk goes out with more_body False (and a one-chunk body in one hop).  With
+        `hand_back`, a body of at most one chunk is returned for the loop to send instead
+        (no cross-thread hop at all)."""
         def deliver(messages: List[Dict[str, Any]]) -> None:
             async def go() -> None:
                 for message in messages:
@@ -256,9 +393,12 @@ class AsgiApp:
                                      "more_body": True})
                     deliver(messages)
                 pending = chunk
+            if hand_back and not started:
+                return pending or b""
             messages = [] if started else [_start_message(status_headers)]
             messages.append({"type": "http.response.body", "body": pending or b""})
             deliver(messages)
+            return None
         finally:
             close = getattr(app_iter, "close", None)
             if close is not None:
@@ -273,10 +413,51 @@ class AsgiApp:
             status_headers[:] = [status, headers]  # nothing is sent before the first chunk
             return None
 
-        def work() -> None:
-            self._stream(app(environ, start_response), status_headers, send, loop)
+        def work() -> Optional[bytes]:
+            return self._stream(app(environ, start_response), status_headers, send, loop, True)
 
-        await loop.run_in_executor(self.executor, contextvars.copy_context().run, work)
+        body = await loop.run_in_executor(self.executor, contextvars.copy_context().run, work)
+        if body is not None:
+            await send(_start_message(status_headers))
+            await send({"type": "http.response.body", "body": body})
+
+
+class _DisconnectWatch:
+    """Cancels the running handler when the client disconnects; armed only once the
+    handler suspends (a handler that finishes in one step cannot see a disconnect)."""
+
+    __slots__ = ("receive", "task", "waiter", "own", "gone", "done")
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.task: Any = None
+        self.waiter: Any = None
+        self.own = False
+        self.gone = False
+        self.done = False
+
+    def arm(self) -> None:
+        self.task = asyncio.current_task()
+        if self.task is None:
+            return
+        waiter = self.receive()
+        if not hasattr(waiter, "add_done_callback"):
+            waiter = asyncio.ensure_future(waiter)  # a coroutine (most ASGI servers)
+            self.own = True
+        self.waiter = waiter
+        waiter.add_done_callback(self._on_message)
+
+    def _on_message(self, fut: Any) -> None:
+        if self.done or fut.cancelled() or fut.exception() is not None:
+            return
+        if fut.result().get("type") == "http.disconnect":
+            self.gone = True
+            self.task.cancel()
+
+    def disarm(self) -> None:
+        self.done = True
+        if self.own and not self.waiter.done():
+            self.waiter.cancel()
 
 
 def _start_message(status_headers: List[Any]) -> Dict[str, Any]:

@@ -1,7 +1,6 @@
 """Resource (sync, as in flask-restful) and AsyncResource (`async def get` ...)."""
 import asyncio
 import inspect
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Union
 
@@ -30,8 +29,10 @@ class Resource(MethodView):
     representations: ClassVar[Optional[Dict[str, Callable[..., Any]]]] = None
     method_decorators: ClassVar[Decorators] = []
 
-    def _method(self) -> Callable[..., Any]:
-        method = request.method
+    def _method(self, method: Optional[str] = None) -> Callable[..., Any]:
+        """The bound method for `method` (default: the request's verb), decorated."""
+        if method is None:
+            method = request.method
         meth = getattr(self, method.lower(), None)
         if meth is None and method == "HEAD":
             meth = getattr(self, "get", None)
@@ -46,9 +47,9 @@ class Resource(MethodView):
 
     def _represent(self, resp: Any) -> Any:
         """Apply this resource's own representations, if one matches the Accept header."""
-        if isinstance(resp, ResponseBase):
-            return resp
-        representations = self.representations or OrderedDict()
+        representations = self.representations
+        if not representations or isinstance(resp, ResponseBase):
+            return resp  # (no Accept header parsing when there is nothing to choose from)
         mediatype = request.accept_mimetypes.best_match(representations, default=None)
         if mediatype in representations:
             data, code, headers = unpack(resp)
@@ -94,8 +95,8 @@ class AsyncResource(Resource):
         return await self._dispatch(args, kwargs, self.timeout)
 
     async def _dispatch(self, args: Tuple[Any, ...], kwargs: Dict[str, Any],
-                        timeout: Optional[float]) -> Any:
-        meth = self._method()
+                        timeout: Optional[float], method: Optional[str] = None) -> Any:
+        meth = self._method(method)
         if not timeout:
             resp = meth(*args, **kwargs)
             if inspect.isawaitable(resp):

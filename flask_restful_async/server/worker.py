@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import errno
 import os
 import signal
@@ -83,6 +84,14 @@ class Worker:
         try:
             app = load_app(self.config.app, self.config.app_dir)
             interface = self.config.interface
+            if interface == "auto" and "flask" in sys.modules:
+                # A Flask app with a flask_restful_async.Api is served natively: AsyncResource
+                # on the loop, everything else in the thread pool.  Non-Flask apps never
+                # import Flask here.
+                from flask_restful_async.native import entry_for
+                native = entry_for(app, threads=self.config.threads)
+                if native is not None:
+                    interface, app = native
             if interface == "auto":
                 interface = detect_interface(app)
             self.loop = new_event_loop(self.config.loop)

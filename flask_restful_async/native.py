@@ -1,0 +1,431 @@
+"""Native dispatch of a Flask app holding an Api on a loop server (ours, or any ASGI server
+through `flask_restful_async.asgi`): the request pays only for what it uses.
+
+* Routes are matched once per (method, path) and the result kept (`Router`); a path whose
+  rule has a custom converter is matched every time (its `to_python` may have effects).
+* The Flask request context is bound lazily (`NativeRequestContext`): no environ, werkzeug
+  Request, URL adapter or session until user code asks for them; hooks and signals run only
+  when registered.
+* An `AsyncResource` added to an Api with no `Api.decorators` is called directly and its
+  return value serialised straight into one `http.response.start` + one `http.response.body`
+  (`render_direct`) when nothing needs a Response object (no after-request hooks, no session
+  to save, JSON representation, no extra headers); otherwise the response is built as Flask
+  would.
+* The handler coroutine is stepped by `drive()`: it arms the disconnect watcher only once the
+  handler really suspends, and reports steps that block the loop (`LoopWatchdog`).
+
+`entry_for(app)` is what our server's app loader calls for a Flask app.
+"""
+import asyncio
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+import types
+from json import dumps
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from flask import Flask
+from flask.ctx import RequestContext
+from flask.globals import _cv_app, _cv_request
+from flask.sessions import SecureCookieSessionInterface
+from flask.signals import appcontext_popped, appcontext_pushed, request_finished, \
+    request_tearing_down
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing.converters import DEFAULT_CONVERTERS
+
+from flask_restful_async.representations.json import output_json
+
+__all__ = ["entry_for", "Router", "Route", "NativeRequestContext", "render_direct", "drive",
+           "LoopWatchdog", "pool_size", "blocked_loop_threshold"]
+
+logger = logging.getLogger("flask_restful_async")
+
+THREAD, ASYNC, DIRECT = "thread", "async", "direct"
+_BUILTIN_CONVERTERS = frozenset(DEFAULT_CONVERTERS.values())
+_CACHE_LIMIT = 4096
+_sentinel: Any = object()
+
+
+def pool_size(threads: Optional[int] = None) -> int:
+    """Size of the native thread pool: `threads` (the server's --threads), else the
+    FRA_THREADS environment variable, else 16."""
+    if threads:
+        return int(threads)
+    raw = os.environ.get("FRA_THREADS", "")
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("FRA_THREADS: expected a positive integer, got %r" % raw) from None
+        if value < 1:
+            raise ValueError("FRA_THREADS: expected a positive integer, got %r" % raw)
+        return value
+    return 16
+
+
+def blocked_loop_threshold(app: Flask) -> Optional[float]:
+    """Seconds a handler step may hold the loop before it is reported: the environment
+    variable FRA_BLOCKED_LOOP_MS, else app.config['FRA_BLOCKED_LOOP_MS']; None (off)
+    when neither is set or the value is 0."""
+    raw = os.environ.get("FRA_BLOCKED_LOOP_MS", "") or app.config.get("FRA_BLOCKED_LOOP_MS")
+    if not raw:
+        return None
+    try:
+        ms = float(raw)
+    except ValueError:
+        raise ValueError("FRA_BLOCKED_LOOP_MS: expected milliseconds, got %r" % raw) from None
+    return ms / 1000.0 if ms > 0 else None
+
+
+def entry_for(app: Any, *, threads: Optional[int] = None) -> Optional[Tuple[str, Any]]:
+    """("asgi", callable) when `app` is a Flask app with a flask_restful_async Api (or
+    such an Api itself): the callable runs AsyncResource coroutines on the server's loop and
+    sync resources and plain views in a pool of `pool_size(threads)` threads.  None for any
+    other app (serve it as it is)."""
+    from flask_restful_async.api import Api
+    from flask_restful_async.asgi import AsgiApp
+
+    if isinstance(app, Api):
+        app = app.blueprint_setup.app if app.blueprint_setup is not None else app.app
+    if not isinstance(app, Flask) or not _has_api(app):
+        return None
+    return "asgi", AsgiApp(app, threads=pool_size(threads))
+
+
+def _has_api(app: Flask) -> bool:
+    """Does an Api of ours route any of the app's views (its error router is installed)?"""
+    from flask_restful_async.api import Api
+
+    for handler in (app.__dict__.get("handle_exception"),
+                    app.__dict__.get("handle_user_exception")):
+        func = getattr(handler, "func", None)
+        if isinstance(getattr(func, "__self__", None), Api):
+            return True
+    return any(getattr(view, "_fra_native", None) is not None
+               or _is_our_resource_view(view) for view in app.view_functions.values())
+
+
+def _is_our_resource_view(view: Any) -> bool:
+    from flask_restful_async.resources import Resource
+
+    cls = getattr(view, "view_class", None)
+    return isinstance(cls, type) and issubclass(cls, Resource)
+
+
+# -- routing ------------------------------------------------------------------------------
+
+class Route:
+    """What a matched (method, path) runs: `kind` is DIRECT (an AsyncResource called
+    without the view chain), ASYNC (a coroutine view chain on the loop) or THREAD."""
+
+    __slots__ = ("rule", "endpoint", "view_args", "kind", "view", "names", "resource",
+                 "class_args", "class_kwargs", "api")
+
+    def __init__(self, rule: Any, view_args: Dict[str, Any], kind: str, view: Any,
+                 native: Optional[Tuple[Any, ...]]) -> None:
+        self.rule = rule
+        self.endpoint = rule.endpoint
+        self.view_args = view_args
+        self.kind = kind
+        self.view = view
+        # hook keys in Flask's order: the app (None), then the blueprints innermost last
+        blueprint, _, _ = rule.endpoint.rpartition(".")
+        names: List[Optional[str]] = [None]
+        while blueprint:
+            names.insert(1, blueprint)
+            blueprint = blueprint.rpartition(".")[0]
+        self.names = tuple(names)
+        if native is not None:
+            _, self.api, self.resource, self.class_args, self.class_kwargs = native
+        else:
+            self.api = self.resource = self.class_args = self.class_kwargs = None
+
+
+class Router:
+    """Matches (method, path) to a Route once and remembers it, when the app's routing
+    depends only on the path (no SERVER_NAME, host or subdomain matching, TRUSTED_HOSTS);
+    otherwise `lookup` returns None and the request takes Flask's own route."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._cache: Dict[Tuple[str, str], Route] = {}
+        self._adapter: Any = None
+        self._usable: Optional[bool] = None
+
+    def usable(self) -> bool:
+        if self._usable is None:
+            app, config = self.app, self.app.config
+            self._usable = (config.get("SERVER_NAME") is None
+                            and config.get("TRUSTED_HOSTS") is None
+                            and not app.url_map.host_matching
+                            and not app.subdomain_matching
+                            and type(app).request_context is Flask.request_context
+                            and type(app).full_dispatch_request is Flask.full_dispatch_request
+                            and type(app).dispatch_request is Flask.dispatch_request)
+        return self._usable
+
+    def lookup(self, method: str, path_info: str) -> Optional[Route]:
+        """The Route for this request, or None when Flask must route it (no match, a
+        redirect, 405, or routing that needs the whole request)."""
+        route = self._cache.get((method, path_info))
+        if route is not None:
+            return route
+        if not self.usable():
+            return None
+        if self._adapter is None:
+            self._adapter = self.app.url_map.bind(
+                "localhost", subdomain=self.app.url_map.default_subdomain or "")
+        try:
+            rule, view_args = self._adapter.match(path_info, method, return_rule=True)
+        except HTTPException:
+            return None  # 404, 405, redirects: Flask's context renders them
+        route = self._route(rule, view_args)
+        if all(type(conv) in _BUILTIN_CONVERTERS for conv in rule._converters.values()):
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[(method, path_info)] = route
+        return route
+
+    def _route(self, rule: Any, view_args: Dict[str, Any]) -> Route:
+        from flask_restful_async.dispatch import is_async_view
+        from flask_restful_async.resources import AsyncResource
+
+        view = self.app.view_functions.get(rule.endpoint)
+        native = getattr(view, "_fra_native", None)
+        if native is not None and native[0] is view:
+            cls = native[2]
+            if (getattr(cls, "init_every_request", True)
+                    and cls.dispatch_request is AsyncResource.dispatch_request):
+                return Route(rule, view_args, DIRECT, view, native)
+        kind = ASYNC if is_async_view(view) else THREAD
+        return Route(rule, view_args, kind, view, None)
+
+
+# -- the lazy request context ---------------------------------------------------------------
+
+class NativeRequestContext(RequestContext):
+    """A Flask request context whose request object, URL adapter and session are made on
+    first use.  The route is already matched (the Router did it)."""
+
+    def __init__(self, app: Flask, scope: Dict[str, Any], body: bytes, route: Route,
+                 view_args: Dict[str, Any]) -> None:
+        # (RequestContext.__init__ is not called: it builds what this class defers)
+        self.app = app
+        self.scope = scope
+        self.body = body
+        self.route = route
+        self.view_args = view_args
+        self.flashes = None
+        self._session = None
+        self._after_request_functions: List[Any] = []
+        self._cv_tokens: List[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        # only called for attributes not yet made: each is made once, then is a plain
+        # instance attribute
+        if name == "request":
+            from flask_restful_async.asgi import build_environ
+
+            req = self.app.request_class(build_environ(self.scope, self.body))
+            req.json_module = self.app.json
+            req.url_rule = self.route.rule
+            req.view_args = self.view_args
+            self.request = req
+            return req
+        if name == "url_adapter":
+            try:
+                adapter = self.app.create_url_adapter(self.request)
+            except HTTPException:
+                adapter = None
+            self.url_adapter = adapter
+            return adapter
+        raise AttributeError(name)
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            self.open_session()
+        self._session.accessed = True
+        return self._session
+
+    def open_session(self) -> None:
+        """Open the session now if it was not (Flask opens it at push)."""
+        if self._session is None:
+            interface = self.app.session_interface
+            session = interface.open_session(self.app, self.request)
+            if session is None:
+                session = interface.make_null_session(self.app)
+            self._session = session
+
+    def copy(self) -> RequestContext:
+        """A plain Flask request context sharing this one's request and session."""
+        return RequestContext(self.app, environ=self.request.environ, request=self.request,
+                              session=self._session)
+
+    def push(self) -> None:
+        app_ctx = _cv_app.get(None)
+        if app_ctx is None or app_ctx.app is not self.app:
+            app_ctx = self.app.app_context()
+            if appcontext_pushed.receivers:
+                app_ctx.push()
+            else:
+                app_ctx._cv_tokens.append(_cv_app.set(app_ctx))
+        else:
+            app_ctx = None
+        self._cv_tokens.append((_cv_request.set(self), app_ctx))
+
+    def pop(self, exc: Optional[BaseException] = _sentinel) -> None:
+        clear_request = len(self._cv_tokens) == 1
+        request = self.__dict__.get("request")
+        app = self.app
+        try:
+            if clear_request:
+                if exc is _sentinel:
+                    exc = sys.exc_info()[1]
+                funcs = app.teardown_request_funcs
+                if request_tearing_down.receivers or any(
+                        funcs.get(name) for name in self.route.names):
+                    app.do_teardown_request(exc)
+                    request = self.__dict__.get("request")
+                if request is not None:
+                    request.close()
+        finally:
+            ctx = _cv_request.get()
+            token, app_ctx = self._cv_tokens.pop()
+            _cv_request.reset(token)
+            if clear_request and request is not None:
+                request.environ["werkzeug.request"] = None
+            if app_ctx is not None:
+                if (appcontext_popped.receivers or app.teardown_appcontext_funcs
+                        or len(app_ctx._cv_tokens) != 1):
+                    app_ctx.pop(exc)
+                else:
+                    _cv_app.reset(app_ctx._cv_tokens.pop())
+            if ctx is not self:
+                raise AssertionError("Popped wrong request context. (%r instead of %r)"
+                                     % (ctx, self))
+
+    def needs_response_object(self) -> bool:
+        """Would Flask do anything with the response object after the view (after-request
+        hooks, a session to save, request_finished receivers)?"""
+        app = self.app
+        if self._after_request_functions or request_finished.receivers:
+            return True
+        funcs = app.after_request_funcs
+        for name in self.route.names:
+            if funcs.get(name):
+                return True
+        if self._session is not None:
+            return not app.session_interface.is_null_session(self._session)
+        if app.secret_key is None and not app.config.get("SECRET_KEY_FALLBACKS"):
+            return False  # the default interface opens no session without a key
+        if type(app.session_interface) is not SecureCookieSessionInterface:
+            return True
+        # The default interface saves nothing for a request with no session cookie.
+        cookie_name = app.config["SESSION_COOKIE_NAME"].encode("latin-1")
+        for name, value in self.scope.get("headers", ()):
+            if name == b"cookie" and cookie_name in value:
+                return True
+        return False
+
+
+# -- direct responses ---------------------------------------------------------------------
+
+def render_direct(api: Any, app: Flask, method: str, data: Any, code: Any,
+                  headers: Any) -> Optional[Tuple[int, bytes]]:
+    """(status, JSON body) when Api.make_response would give a plain JSON response that
+    needs no Response object: else None (the caller builds the Response)."""
+    if headers or method == "HEAD" or type(code) is not int or code < 200 \
+            or code in (204, 304):
+        return None
+    representations = api.representations
+    if api.default_mediatype != "application/json" or len(representations) != 1 \
+            or representations.get("application/json") is not output_json:
+        return None  # the Accept header chooses (or a custom JSON writer): the full path
+    settings = app.config.get("RESTFUL_JSON", {})
+    if app.debug:
+        settings = dict(settings)
+        settings.setdefault("indent", 4)
+        settings.setdefault("sort_keys", False)
+    return code, (dumps(data, **settings) + "\n").encode("utf-8")
+
+
+# -- stepping the handler -----------------------------------------------------------------
+
+class LoopWatchdog:
+    """Reports a handler step that holds the event loop longer than `threshold` seconds,
+    with its endpoint and the stack it is blocked in (sampled from a watchdog thread)."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self._lock = threading.Lock()
+        self._step: Optional[Tuple[int, float, str, int]] = None  # (seq, start, endpoint, tid)
+        self._seq = 0
+        self._thread: Optional[threading.Thread] = None
+
+    def enter(self, endpoint: str) -> None:
+        self._seq += 1
+        self._step = (self._seq, time.monotonic(), endpoint, threading.get_ident())
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="fra-loop-watchdog",
+                                            daemon=True)
+            self._thread.start()
+
+    def leave(self) -> None:
+        self._step = None
+
+    def _watch(self) -> None:
+        reported = 0
+        interval = max(self.threshold / 4.0, 0.001)
+        while True:
+            time.sleep(interval)
+            step = self._step
+            if step is None or step[0] == reported:
+                continue
+            seq, start, endpoint, tid = step
+            held = time.monotonic() - start
+            if held < self.threshold:
+                continue
+            frame = sys._current_frames().get(tid)
+            if self._step is not step or frame is None:
+                continue  # the step ended meanwhile
+            stack = "".join(traceback.format_stack(frame))
+            del frame
+            reported = seq
+            logger.warning("handler for endpoint %r has blocked the event loop for %.0f ms "
+                           "(threshold %.0f ms); it is at:\n%s", endpoint, held * 1000.0,
+                           self.threshold * 1000.0, stack.rstrip())
+
+
+@types.coroutine
+def drive(coro: Any, on_suspend: Optional[Callable[[], None]],
+          watchdog: Optional[LoopWatchdog], endpoint: str) -> Any:
+    """Await `coro`, calling `on_suspend()` the first time it really suspends (a handler
+    that finishes in one step never needs it) and timing each step when a watchdog is set."""
+    send, throw = coro.send, coro.throw
+    value: Any = None
+    error: Optional[BaseException] = None
+    while True:
+        if watchdog is not None:
+            watchdog.enter(endpoint)
+        try:
+            yielded = send(value) if error is None else throw(error)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            if watchdog is not None:
+                watchdog.leave()
+        if on_suspend is not None:
+            on_suspend()
+            on_suspend = None
+        value = error = None
+        try:
+            value = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # cancellation thrown in by the task driving us
+            error = exc
