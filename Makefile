@@ -5,13 +5,15 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 SYSPKGS     := build-essential pkg-config libuv1-dev node-llhttp
 TESTSYSPKGS := $(SYSPKGS)
-BENCHPKGS   := $(SYSPKGS) wrk util-linux
+BENCHPKGS   := $(SYSPKGS) wrk util-linux valgrind
+FUZZPKGS    := clang libclang-rt-14-dev
+FUZZ_SECONDS ?= 60
 HOST ?= 127.0.0.1
 PORT ?= 8000
 TESTS ?= tests
 CSRC := $(shell find csrc -name '*.[ch]' 2>/dev/null) setup.py
 
-.PHONY: run test test-asan test-c bench bench-smoke build deps clean
+.PHONY: run test test-asan test-c fuzz bench bench-smoke build deps clean
 
 deps:
 	@scripts/system-deps.sh $(SYSPKGS)
@@ -44,10 +46,17 @@ run: build
 test: build $(VENV)/.stamp-test
 	@scripts/system-deps.sh $(TESTSYSPKGS)
 	$(MAKE) test-c
+	$(MAKE) fuzz FUZZ_SECONDS=10
 	$(PY) -m pytest $(TESTS) -q $(PYTEST_ARGS)
 
 test-c:
 	@$(MAKE) -s -C tests/c run
+
+# libFuzzer targets (ASan + UBSan) for the parser glue, chunked framing and response helpers,
+# each run for FUZZ_SECONDS after replaying fuzz/regressions/.
+fuzz:
+	@scripts/system-deps.sh $(FUZZPKGS)
+	$(MAKE) -C fuzz run SECONDS=$(FUZZ_SECONDS)
 
 # The whole suite with the extension built under ASan + UBSan, in build/asan/ so the normal
 # in-place build is left alone.  Python itself is not instrumented, so the runtime is preloaded
@@ -74,4 +83,4 @@ bench-smoke: build $(VENV)/.stamp-bench
 	$(PY) bench/run.py --smoke $(BENCH_ARGS)
 
 clean:
-	rm -rf build *.egg-info flask_restful_async/_core*.so flask_restful_async/.built tests/c/build
+	rm -rf build *.egg-info flask_restful_async/_core*.so flask_restful_async/.built tests/c/build fuzz/build

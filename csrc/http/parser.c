@@ -11,7 +11,7 @@
 enum {
   S_BEFORE, S_BEFORE_LF, S_RLINE, S_RLINE_LF, S_LINE, S_NAME, S_VALUE, S_VALUE_LF, S_END_LF,
   S_BODY_LEN, S_CSIZE0, S_CSIZE, S_CEXT, S_CSIZE_LF, S_CDATA, S_CDATA_CR, S_CDATA_LF,
-  S_TLINE, S_TFIELD, S_TFIELD_LF, S_TEND_LF, S_DONE
+  S_TLINE, S_TNAME, S_TFIELD, S_TFIELD_LF, S_TEND_LF, S_DONE
 };
 
 
@@ -402,11 +402,16 @@ static int scan(fra_parser *ps, const unsigned char *b, size_t n, const char **w
       if (c == '\r') st = S_TEND_LF;
       else if (c == '\n') goto bare_lf;
       else if (!is_tchar_byte(c)) { *why = "invalid trailer field"; return -1; }
-      else st = S_TFIELD;
+      else st = S_TNAME;
+      break;
+    case S_TNAME:
+      if (c == ':') st = S_TFIELD;
+      else if (!is_tchar_byte(c)) { *why = "invalid byte in a trailer field name"; return -1; }
       break;
     case S_TFIELD:
       if (c == '\r') st = S_TFIELD_LF;
       else if (c == '\n') goto bare_lf;
+      else if ((c < 0x20 && c != '\t') || c == 0x7f) { *why = "control character in a trailer field"; return -1; }
       break;
     case S_TFIELD_LF:
       if (c != '\n') goto bare_cr;

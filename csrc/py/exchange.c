@@ -903,10 +903,13 @@ static PyObject *ex_fut_waiter(ExchangeObject *ex, void *unused) { return Py_New
 static PyObject *ex_must_cancel(ExchangeObject *ex, void *unused) { return PyBool_FromLong(ex->must_cancel); }
 
 static PyObject *ex_repr(ExchangeObject *ex) {
+  char buf[300];
   if (ex->req)
-    return PyUnicode_FromFormat("<Exchange %.*s %.*s>", (int)ex->req->method_len, ex->req->buf + ex->req->method_off,
-                                (int)(ex->req->url_len > 200 ? 200 : ex->req->url_len), ex->req->buf + ex->req->url_off);
-  return PyUnicode_FromString("<Exchange>");
+    snprintf(buf, sizeof buf, "<Exchange %.*s %.*s>", (int)ex->req->method_len, ex->req->buf + ex->req->method_off,
+             (int)(ex->req->url_len > 200 ? 200 : ex->req->url_len), ex->req->buf + ex->req->url_off);
+  else
+    snprintf(buf, sizeof buf, "<Exchange>");
+  return PyUnicode_DecodeLatin1(buf, (Py_ssize_t)strlen(buf), "replace");
 }
 
 static PyMethodDef ex_methods[] = {

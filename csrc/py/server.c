@@ -274,7 +274,13 @@ static PyObject *srv_start(ServerObject *so, PyObject *unused) {
   Py_DECREF(r);
   so->started = 1;
   so->core.started = 1;
-  run_pass(so); /* registers the listeners with epoll */
+  /* The first pass (it registers the listeners with epoll) runs from the loop, never inside
+   * the caller: start() is called from a task, and a pass may dispatch requests already queued
+   * on the socket, which must not run while another task is current. */
+  PyObject *h = call_in_base(so, so->call_soon, NULL, so->kick_cb);
+  if (!h) return NULL;
+  Py_DECREF(h);
+  so->kick_scheduled = 1;
   Py_RETURN_NONE;
 }
 

@@ -184,6 +184,9 @@ class Worker:
         if sig == signal.SIGQUIT:
             self._force.set()
         if self.server is not None:
+            # Drain now, on the loop thread, so the log line below is only ever seen once new
+            # responses carry Connection: close (shutdown() is idempotent; _drain waits on it).
+            self.server.shutdown()
             logger.info("%s: shutting down (draining for at most %ss)",
                         signal.Signals(sig).name,
                         0 if self._force.is_set() else self.config.timeout_graceful)
