@@ -10,7 +10,8 @@
 
 enum {
   S_BEFORE, S_BEFORE_LF, S_RLINE, S_RLINE_LF, S_LINE, S_NAME, S_VALUE, S_VALUE_LF, S_END_LF,
-  S_BODY_LEN, S_CSIZE0, S_CSIZE, S_CEXT, S_CSIZE_LF, S_CDATA, S_CDATA_CR, S_CDATA_LF,
+  S_BODY_LEN, S_CSIZE0, S_CSIZE, S_CEXT_BWS, S_CEXT_NAME0, S_CEXT_NAME, S_CEXT_AFTER_NAME,
+  S_CEXT_VAL0, S_CEXT_TOKEN, S_CEXT_QS, S_CEXT_QP, S_CEXT_AFTER_VAL, S_CSIZE_LF, S_CDATA, S_CDATA_CR, S_CDATA_LF,
   S_TLINE, S_TNAME, S_TFIELD, S_TFIELD_LF, S_TEND_LF, S_DONE
 };
 
@@ -369,15 +370,59 @@ static int scan(fra_parser *ps, const unsigned char *b, size_t n, const char **w
       if (hexdigit(c)) {
         if (ps->scan_left >> 60) { *why = "chunk size too large"; return -1; }
         ps->scan_left = ps->scan_left * 16 + (uint64_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-      } else if (c == ';' || c == ' ' || c == '\t') st = S_CEXT;
+      } else if (c == ';') st = S_CEXT_NAME0;
+      else if (c == ' ' || c == '\t') st = S_CEXT_BWS;
       else if (c == '\r') st = S_CSIZE_LF;
       else if (c == '\n') goto bare_lf;
       else { *why = "invalid chunk size"; return -1; }
       break;
-    case S_CEXT:
-      if (c == '\r') st = S_CSIZE_LF;
-      else if (c == '\n') goto bare_lf;
-      else if ((c < 0x20 && c != '\t') || c == 0x7f) { *why = "control character in a chunk extension"; return -1; }
+    /* RFC 9112 7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ),
+     * chunk-ext-val = token / quoted-string; whitespace only around ";" and "=". */
+    case S_CEXT_BWS:
+      if (c == ';') st = S_CEXT_NAME0;
+      else if (c != ' ' && c != '\t') goto bad_ext;
+      break;
+    case S_CEXT_NAME0:
+      if (is_tchar_byte(c)) st = S_CEXT_NAME;
+      else if (c != ' ' && c != '\t') goto bad_ext;
+      break;
+    case S_CEXT_NAME:
+      if (c == '=') st = S_CEXT_VAL0;
+      else if (c == ';') st = S_CEXT_NAME0;
+      else if (c == '\r') st = S_CSIZE_LF;
+      else if (c == ' ' || c == '\t') st = S_CEXT_AFTER_NAME;
+      else if (!is_tchar_byte(c)) goto bad_ext;
+      break;
+    case S_CEXT_AFTER_NAME:
+      if (c == '=') st = S_CEXT_VAL0;
+      else if (c == ';') st = S_CEXT_NAME0;
+      else if (c != ' ' && c != '\t') goto bad_ext;
+      break;
+    case S_CEXT_VAL0:
+      if (c == '"') st = S_CEXT_QS;
+      else if (is_tchar_byte(c)) st = S_CEXT_TOKEN;
+      else if (c != ' ' && c != '\t') goto bad_ext;
+      break;
+    case S_CEXT_TOKEN:
+      if (c == ';') st = S_CEXT_NAME0;
+      else if (c == '\r') st = S_CSIZE_LF;
+      else if (c == ' ' || c == '\t') st = S_CEXT_BWS;
+      else if (!is_tchar_byte(c)) goto bad_ext;
+      break;
+    case S_CEXT_QS: /* qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text */
+      if (c == '"') st = S_CEXT_AFTER_VAL;
+      else if (c == '\\') st = S_CEXT_QP;
+      else if (!(c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x7e) || c >= 0x80)) goto bad_ext;
+      break;
+    case S_CEXT_QP: /* quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ) */
+      if (!(c == '\t' || (c >= 0x20 && c != 0x7f))) goto bad_ext;
+      st = S_CEXT_QS;
+      break;
+    case S_CEXT_AFTER_VAL:
+      if (c == ';') st = S_CEXT_NAME0;
+      else if (c == '\r') st = S_CSIZE_LF;
+      else if (c == ' ' || c == '\t') st = S_CEXT_BWS;
+      else goto bad_ext;
       break;
     case S_CSIZE_LF:
       if (c != '\n') goto bare_cr;
@@ -430,6 +475,9 @@ bare_lf:
   return -1;
 bare_cr:
   *why = "CR not followed by LF";
+  return -1;
+bad_ext:
+  *why = "invalid chunk extension";
   return -1;
 }
 

@@ -177,6 +177,9 @@ static void test_malformed(void) {
   expect_status("CR then byte in last chunk", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\rX\r\n\r\n", &defaults, 400);
   expect_status("CR then byte at the end", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\rX", &defaults, 400);
   expect_status("chunk longer than size", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nxy\r\n0\r\n\r\n", &defaults, 400);
+  expect_status("chunk ext quoted ok", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;a=\"b c\";d\r\nx\r\n0\r\n\r\n", &defaults, 0);
+  expect_status("chunk ext token then quote", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;foo=b\"ar baz\"\r\nhello\r\n0\r\n\r\n", &defaults, 400);
+  expect_status("chunk ext trailing space", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;a \r\nx\r\n0\r\n\r\n", &defaults, 400);
   expect_status("chunk extension ok", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;a=b\r\nx\r\n0\r\n\r\n", &defaults, 0);
   expect_status("leading empty line ok", "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", &defaults, 0);
   expect_status("trailer name with space", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX Y: 1\r\n\r\n", &defaults, 400);
