@@ -14,6 +14,8 @@ import contextvars
 import io
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from inspect import isawaitable
+from types import CoroutineType
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple
 
 from flask import Flask
@@ -24,9 +26,10 @@ from flask_restful_async.compat import worker_executor
 from flask_restful_async.dispatch import (await_view, handle_async, is_async_view,
                                           preprocess_request_async)
 from flask_restful_async.loops import server_loop
-from flask_restful_async.native import (DIRECT, THREAD, LoopWatchdog, NativeRequestContext,
-                                        Route, Router, blocked_loop_threshold, drive,
-                                        render_direct)
+from flask_restful_async.native import (_NOT_STARTED, DIRECT, THREAD, LoopWatchdog,
+                                        NativeRequestContext, Route, Router,
+                                        blocked_loop_threshold, drive, render_direct)
+from flask_restful_async.resources import AsyncResource
 from flask_restful_async.utils import unpack
 
 __all__ = ["AsgiApp", "asgi", "build_environ"]
@@ -110,6 +113,8 @@ class _TooLarge(Exception):
 
 
 _UNSET: Any = object()
+_RESOURCE_DISPATCH = AsyncResource._dispatch
+_GONE: Any = object()
 
 
 def _has_preprocess(app: Flask, names: Tuple[Any, ...]) -> bool:
@@ -222,8 +227,11 @@ class AsgiApp:
         loop = asyncio.get_running_loop()
         if server_loop.get() is not loop:
             server_loop.set(loop)
-        if worker_executor.get() is not self._executor or self._executor is None:
-            worker_executor.set(self.executor)
+        executor = self._executor
+        if executor is None:
+            executor = self.executor
+        if worker_executor.get() is not executor:
+            worker_executor.set(executor)
         app = self.app
         if "wsgi_app" in app.__dict__:
             # WSGI middleware wraps the app: only the WSGI path honours it
@@ -234,7 +242,8 @@ class AsgiApp:
         if root_path and path.startswith(root_path):
             path = path[len(root_path):]
         router = self._router
-        route = router.lookup(scope["method"], path)
+        method = scope["method"]
+        route = router.lookup(method, path)
         if route is None:
             environ = build_environ(scope, body)
             ctx = self._loop_view_context(environ) if not router.usable() else None
@@ -249,7 +258,7 @@ class AsgiApp:
             await self._run_in_thread(build_environ(scope, body), send)
             return
         native_ctx = NativeRequestContext(app, scope, body, route, dict(route.view_args))
-        await self._run_on_loop(self._handle(native_ctx, route, scope["method"]),
+        await self._run_on_loop(self._handle(native_ctx, route, method),
                                 route.endpoint, native_ctx, receive, send)
 
     async def _handle(self, ctx: NativeRequestContext, route: Route, method: str) -> Any:
@@ -293,9 +302,19 @@ class AsgiApp:
                     timeout = resource.timeout
                     if timeout is None:
                         timeout = route.api.timeout
-                    rv = await resource._dispatch((), ctx.view_args, timeout, method)
+                    if not timeout and type(resource)._dispatch is _RESOURCE_DISPATCH:
+                        # AsyncResource._dispatch without a deadline, inline
+                        rv = resource._method(method)(**ctx.view_args)
+                        if type(rv) is CoroutineType or isawaitable(rv):
+                            rv = await rv
+                        rv = resource._represent(rv)
+                    else:
+                        rv = await resource._dispatch((), ctx.view_args, timeout, method)
                     if not isinstance(rv, ResponseBase):
-                        data, code, headers = unpack(rv)
+                        if isinstance(rv, tuple):
+                            data, code, headers = unpack(rv)
+                        else:
+                            data, code, headers = rv, 200, {}
                         direct = render_direct(route.api, app, method, data, code, headers)
                         if direct is not None and not ctx.needs_response_object():
                             return direct
@@ -317,19 +336,21 @@ class AsgiApp:
                            receive: Receive, send: Send) -> None:
         """Run the handler coroutine on this loop (cancelled if the client leaves) and
         send what it gives: (status, JSON body) or a response object."""
-        watch = _DisconnectWatch(receive)
-        try:
-            result = await drive(handler, watch.arm, self._watchdog_for_app(), endpoint)
-        except asyncio.CancelledError:
-            if not watch.gone:
-                raise
-            # we cancelled it because the client left: not an error, nothing to send
-            task = asyncio.current_task()
-            if task is not None and hasattr(task, "uncancel"):
-                task.uncancel()
-            return
-        finally:
-            watch.disarm()
+        watchdog = self._watchdog
+        if watchdog is _UNSET:
+            watchdog = self._watchdog_for_app()
+        if watchdog is None:
+            # first step here: a handler that finishes in it needs no disconnect watcher
+            try:
+                yielded = handler.send(None)
+            except StopIteration as stop:
+                result = stop.value
+            else:
+                result = await self._resume(handler, endpoint, receive, yielded)
+        else:
+            result = await self._resume(handler, endpoint, receive, _NOT_STARTED)
+        if result is _GONE:
+            return  # the client left and the handler was cancelled: nothing to send
         if type(result) is tuple:
             status, body = result
             await send({"type": "http.response.start", "status": status,
@@ -339,6 +360,24 @@ class AsgiApp:
             return
         environ = env_source if isinstance(env_source, dict) else env_source.request.environ
         await self._send_response(result, environ, send)
+
+    async def _resume(self, handler: Any, endpoint: str, receive: Receive,
+                      suspended_at: Any) -> Any:
+        """Drive the handler to its end with the disconnect watcher armed once it
+        suspends: its result, or _GONE when the client left and the handler was cancelled."""
+        watch = _DisconnectWatch(receive)
+        try:
+            return await drive(handler, watch.arm, self._watchdog, endpoint, suspended_at)
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
+            # we cancelled it because the client left: not an error, nothing to send
+            task = asyncio.current_task()
+            if task is not None and hasattr(task, "uncancel"):
+                task.uncancel()
+            return _GONE
+        finally:
+            watch.disarm()
 
     async def _send_response(self, response: Any, environ: Dict[str, Any], send: Send) -> None:
         status_headers: List[Any] = []

@@ -40,6 +40,13 @@ def _lookup(key: Any, obj: Any, default: Any) -> Any:
 def get_value(key: Key, obj: Any, default: Any = None) -> Any:
     """Read `key` from `obj`: an int indexes, a callable is called with `obj`, a string
     is a dotted path of keys or attributes."""
+    if type(key) is str and "." not in key:
+        if type(obj) is dict:  # (what _lookup does for a plain dict, inline)
+            try:
+                return obj[key]
+            except (IndexError, TypeError, KeyError):
+                return getattr(obj, key, default)
+        return _lookup(key, obj, default)
     if isinstance(key, int):
         return _lookup(key, obj, default)
     if callable(key):

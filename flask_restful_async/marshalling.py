@@ -2,15 +2,31 @@
 import inspect
 from collections import OrderedDict
 from functools import wraps
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from flask_restful_async.utils import unpack
 
 __all__ = ["marshal", "marshal_with", "marshal_with_field"]
 
 
+# One instance per field class given as a class (`{'id': fields.Integer}`), made on first
+# use, for the classes whose constructor is one of flask_restful_async.fields' own (they only
+# store their arguments, so instances made with no arguments are all alike).
+_SHARED: Dict[type, Any] = {}
+_FIELDS_MODULE = "flask_restful_async.fields"
+
+
 def _instance(field: Any) -> Any:
-    return field() if isinstance(field, type) else field
+    if not isinstance(field, type):
+        return field
+    shared = _SHARED.get(field)
+    if shared is not None:
+        return shared
+    instance = field()
+    if getattr(field.__init__, "__module__", None) == _FIELDS_MODULE \
+            and field.__new__ is object.__new__ and len(_SHARED) < 1024:
+        _SHARED[field] = instance
+    return instance
 
 
 def marshal(data: Any, fields: Mapping[str, Any], envelope: Optional[str] = None) -> Any:
@@ -25,7 +41,10 @@ def marshal(data: Any, fields: Mapping[str, Any], envelope: Optional[str] = None
         if isinstance(field, dict):
             out[key] = marshal(data, field)
         else:
-            out[key] = _instance(field).output(key, data)
+            if isinstance(field, type):
+                shared = _SHARED.get(field)
+                field = shared if shared is not None else _instance(field)
+            out[key] = field.output(key, data)
     return OrderedDict([(envelope, out)]) if envelope else out
 
 

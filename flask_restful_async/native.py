@@ -3,9 +3,11 @@ through `flask_restful_async.asgi`): the request pays only for what it uses.
 
 * Routes are matched once per (method, path) and the result kept (`Router`); a path whose
   rule has a custom converter is matched every time (its `to_python` may have effects).
-* The Flask request context is bound lazily (`NativeRequestContext`): no environ, werkzeug
-  Request, URL adapter or session until user code asks for them; hooks and signals run only
-  when registered.
+* The Flask request context is bound lazily (`NativeRequestContext`, `NativeAppContext`):
+  no environ, werkzeug Request, URL adapter, session or `g` until user code asks for them;
+  hooks and signals run only when registered.  reqparse reads query arguments through a
+  `LightRequest` built from the scope's query string (`parse_query_args`), so parsing them
+  makes no werkzeug Request either.
 * An `AsyncResource` added to an Api with no `Api.decorators` is called directly and its
   return value serialised straight into one `http.response.start` + one `http.response.body`
   (`render_direct`) when nothing needs a Response object (no after-request hooks, no session
@@ -24,21 +26,27 @@ import threading
 import time
 import traceback
 import types
+from inspect import getattr_static
 from json import dumps
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from flask import Flask
-from flask.ctx import RequestContext
+from flask.ctx import AppContext, RequestContext
 from flask.globals import _cv_app, _cv_request
 from flask.sessions import SecureCookieSessionInterface
 from flask.signals import appcontext_popped, appcontext_pushed, request_finished, \
     request_tearing_down
+from urllib.parse import parse_qsl
+
+from flask import Request as FlaskRequest
+from werkzeug.datastructures import CombinedMultiDict, ImmutableMultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing.converters import DEFAULT_CONVERTERS
 
 from flask_restful_async.representations.json import output_json
 
-__all__ = ["entry_for", "Router", "Route", "NativeRequestContext", "render_direct", "drive",
+__all__ = ["entry_for", "Router", "Route", "NativeRequestContext", "NativeAppContext",
+           "LightRequest", "parse_query_args", "render_direct", "json_dumps_default", "drive",
            "LoopWatchdog", "pool_size", "blocked_loop_threshold"]
 
 logger = logging.getLogger("flask_restful_async")
@@ -206,6 +214,24 @@ class Router:
 
 # -- the lazy request context ---------------------------------------------------------------
 
+class NativeAppContext(AppContext):
+    """Flask's app context with `g` and `url_adapter` made on first use."""
+
+    def __init__(self, app: Flask) -> None:
+        # (AppContext.__init__ is not called: it makes what this class defers)
+        self.app = app
+        self._cv_tokens = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "g":
+            g = self.g = self.app.app_ctx_globals_class()
+            return g
+        if name == "url_adapter":
+            adapter = self.url_adapter = self.app.create_url_adapter(None)
+            return adapter
+        raise AttributeError(name)
+
+
 class NativeRequestContext(RequestContext):
     """A Flask request context whose request object, URL adapter and session are made on
     first use.  The route is already matched (the Router did it)."""
@@ -233,6 +259,10 @@ class NativeRequestContext(RequestContext):
             req.json_module = self.app.json
             req.url_rule = self.route.rule
             req.view_args = self.view_args
+            light = self.__dict__.get("_light")
+            if light is not None:
+                # what the light view already made is the request's own from now on
+                light.carry_over(req)
             self.request = req
             return req
         if name == "url_adapter":
@@ -243,6 +273,20 @@ class NativeRequestContext(RequestContext):
             self.url_adapter = adapter
             return adapter
         raise AttributeError(name)
+
+    def light_request(self) -> Any:
+        """The request as reqparse reads it: the real one once it exists, else a
+        LightRequest answering `args` (and `values`, `is_json` for a bodiless GET) from
+        the scope, making the real one only if asked for anything else."""
+        req = self.__dict__.get("request")
+        if req is not None:
+            return req
+        light = self.__dict__.get("_light")
+        if light is None:
+            if not _stock_request_class(self.app.request_class):
+                return self.request
+            light = self._light = LightRequest(self)
+        return light
 
     @property
     def session(self) -> Any:
@@ -268,7 +312,11 @@ class NativeRequestContext(RequestContext):
     def push(self) -> None:
         app_ctx = _cv_app.get(None)
         if app_ctx is None or app_ctx.app is not self.app:
-            app_ctx = self.app.app_context()
+            app = self.app
+            if type(app).app_context is Flask.app_context:
+                app_ctx = NativeAppContext(app)
+            else:
+                app_ctx = app.app_context()
             if appcontext_pushed.receivers:
                 app_ctx.push()
             else:
@@ -286,8 +334,13 @@ class NativeRequestContext(RequestContext):
                 if exc is _sentinel:
                     exc = sys.exc_info()[1]
                 funcs = app.teardown_request_funcs
-                if request_tearing_down.receivers or any(
-                        funcs.get(name) for name in self.route.names):
+                teardown = bool(request_tearing_down.receivers)
+                if not teardown and funcs:
+                    for name in self.route.names:
+                        if funcs.get(name):
+                            teardown = True
+                            break
+                if teardown:
                     app.do_teardown_request(exc)
                     request = self.__dict__.get("request")
                 if request is not None:
@@ -332,7 +385,190 @@ class NativeRequestContext(RequestContext):
         return False
 
 
+# -- query arguments without a werkzeug Request ---------------------------------------------
+
+_STOCK_REQUEST_CLASSES: Dict[type, bool] = {}
+_REQUEST_ATTRS = ("args", "values", "is_json", "parameter_storage_class")
+
+
+def _stock_request_class(cls: type) -> bool:
+    """Does `cls` read args, values and is_json exactly as flask.Request does?"""
+    stock = _STOCK_REQUEST_CLASSES.get(cls)
+    if stock is None:
+        stock = all(getattr_static(cls, name, None) is getattr_static(FlaskRequest, name)
+                    for name in _REQUEST_ATTRS)
+        if len(_STOCK_REQUEST_CLASSES) < 64:
+            _STOCK_REQUEST_CLASSES[cls] = stock
+    return stock
+
+
+def _new_args(lists: Dict[str, List[str]]) -> ImmutableMultiDict:
+    """ImmutableMultiDict(lists) (a dict of non-empty lists), made without the generic
+    constructor's per-item type checks when werkzeug's MultiDict is the dict of lists it
+    has always been (checked once, at import)."""
+    md = ImmutableMultiDict.__new__(ImmutableMultiDict)
+    dict.update(md, lists)
+    return md
+
+
+def _new_args_checked() -> bool:
+    try:
+        sample = {"a": ["1", "2"], "b": [""]}
+        made = _new_args({k: list(v) for k, v in sample.items()})
+        stock = ImmutableMultiDict([("a", "1"), ("a", "2"), ("b", "")])
+        return (type(made) is type(stock) and made == stock
+                and list(made.lists()) == list(stock.lists())
+                and list(made.items(multi=True)) == list(stock.items(multi=True))
+                and made.getlist("a") == ["1", "2"] and made["a"] == "1"
+                and made.to_dict(flat=False) == sample and made.__dict__ == stock.__dict__)
+    except Exception:  # pragma: no cover - a werkzeug whose MultiDict is built otherwise
+        return False
+
+
+_FAST_ARGS = _new_args_checked()
+
+
+def parse_query_args(query_string: bytes) -> ImmutableMultiDict:
+    """`flask.Request.args` for a raw query string: an equal ImmutableMultiDict.  Plain
+    ASCII without escapes is split here; anything else goes through the exact call
+    werkzeug makes (so errors and decoding are the same)."""
+    if query_string.isascii() and b"%" not in query_string and b"+" not in query_string:
+        if not _FAST_ARGS:
+            pairs = []
+            for part in query_string.decode("ascii").split("&"):
+                if part:
+                    name, _, value = part.partition("=")
+                    pairs.append((name, value))
+            return ImmutableMultiDict(pairs)
+        lists: Dict[str, List[str]] = {}
+        for part in query_string.decode("ascii").split("&"):
+            if part:
+                name, _, value = part.partition("=")
+                values = lists.get(name)
+                if values is None:
+                    lists[name] = [value]
+                else:
+                    values.append(value)
+        return _new_args(lists)
+    import werkzeug.urls  # noqa: F401  (registers the "werkzeug.url_quote" error handler)
+
+    return ImmutableMultiDict(parse_qsl(query_string.decode(), keep_blank_values=True,
+                                        errors="werkzeug.url_quote"))
+
+
+class LightRequest:
+    """Stands in for `flask.request` while reqparse reads it on the native path (see
+    NativeRequestContext.light_request): `args` from the scope's query string, `values`
+    for a GET, `is_json` without a Content-Type header, and `unparsed_arguments`;
+    every other attribute read is the real request's (made on first use, with what was
+    read here carried over)."""
+
+    _args: Any = None
+    _values: Any = None
+    _unparsed: Any = _sentinel
+
+    def __init__(self, ctx: "NativeRequestContext") -> None:
+        self._ctx = ctx
+
+    @property
+    def real(self) -> Any:
+        """The werkzeug Request itself."""
+        return self._ctx.request
+
+    def _made(self) -> Any:
+        return self._ctx.__dict__.get("request")
+
+    def _no_content_type(self) -> bool:
+        for name, _ in self._ctx.scope.get("headers", ()):
+            if name.lower() == b"content-type":
+                return False
+        return True
+
+    @property
+    def args(self) -> Any:
+        real = self._made()
+        if real is not None:
+            return real.args
+        args = self._args
+        if args is None:
+            args = self._args = parse_query_args(self._ctx.scope.get("query_string", b""))
+        return args
+
+    @property
+    def values(self) -> Any:
+        real = self._made()
+        if real is not None:
+            return real.values
+        values = self._values
+        if values is None:
+            if self._ctx.scope["method"] != "GET":
+                return self.real.values  # the form counts too
+            values = self._values = CombinedMultiDict([self.args])  # (werkzeug's, for GET)
+        return values
+
+    @property
+    def is_json(self) -> bool:
+        real = self._made()
+        if real is None and self._no_content_type():
+            return False  # (no Content-Type: no JSON mimetype)
+        return self.real.is_json
+
+    @property
+    def unparsed_arguments(self) -> Any:
+        real = self._made()
+        if real is not None:
+            return real.unparsed_arguments
+        if self._unparsed is _sentinel:
+            raise AttributeError("unparsed_arguments")
+        return self._unparsed
+
+    @unparsed_arguments.setter
+    def unparsed_arguments(self, value: Any) -> None:
+        real = self._made()
+        if real is not None:
+            real.unparsed_arguments = value
+        else:
+            self._unparsed = value
+
+    def carry_over(self, req: Any) -> None:
+        """Give the real request, just made, what was read here."""
+        if self._args is not None:
+            req.__dict__["args"] = self._args
+        if self._values is not None:
+            req.__dict__["values"] = self._values
+        if self._unparsed is not _sentinel:
+            req.unparsed_arguments = self._unparsed
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "unparsed_arguments" and self._made() is None:
+            raise AttributeError(name)  # (not set yet: the real request has none either)
+        return getattr(self.real, name)
+
+
 # -- direct responses ---------------------------------------------------------------------
+
+# json.dumps(data) with its default settings, without making an encoder per call: the same
+# C encoder, minus the circular-reference bookkeeping (anything it cannot encode, circular
+# data included, is encoded again by json.dumps itself, which raises what it raises).
+try:
+    from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii
+
+    _encode_default = c_make_encoder(None, JSONEncoder().default, encode_basestring_ascii,
+                                     None, ": ", ", ", False, False, True) \
+        if c_make_encoder is not None and encode_basestring_ascii is not None else None
+except ImportError:  # pragma: no cover - CPython always has the C encoder
+    _encode_default = None
+
+
+def json_dumps_default(data: Any) -> str:
+    """Exactly `json.dumps(data)`."""
+    if _encode_default is not None:
+        try:
+            return "".join(_encode_default(data, 0))
+        except Exception:
+            pass
+    return dumps(data)
+
 
 def render_direct(api: Any, app: Flask, method: str, data: Any, code: Any,
                   headers: Any) -> Optional[Tuple[int, bytes]]:
@@ -345,11 +581,14 @@ def render_direct(api: Any, app: Flask, method: str, data: Any, code: Any,
     if api.default_mediatype != "application/json" or len(representations) != 1 \
             or representations.get("application/json") is not output_json:
         return None  # the Accept header chooses (or a custom JSON writer): the full path
-    settings = app.config.get("RESTFUL_JSON", {})
+    config = app.config
+    settings = config.get("RESTFUL_JSON", {})
     if app.debug:
         settings = dict(settings)
         settings.setdefault("indent", 4)
         settings.setdefault("sort_keys", False)
+    elif not settings:
+        return code, (json_dumps_default(data) + "\n").encode("utf-8")
     return code, (dumps(data, **settings) + "\n").encode("utf-8")
 
 
@@ -400,24 +639,31 @@ class LoopWatchdog:
                            self.threshold * 1000.0, stack.rstrip())
 
 
+_NOT_STARTED: Any = object()
+
+
 @types.coroutine
 def drive(coro: Any, on_suspend: Optional[Callable[[], None]],
-          watchdog: Optional[LoopWatchdog], endpoint: str) -> Any:
+          watchdog: Optional[LoopWatchdog], endpoint: str,
+          suspended_at: Any = _NOT_STARTED) -> Any:
     """Await `coro`, calling `on_suspend()` the first time it really suspends (a handler
-    that finishes in one step never needs it) and timing each step when a watchdog is set."""
+    that finishes in one step never needs it) and timing each step when a watchdog is set.
+    `suspended_at`: what `coro` yielded when the caller already made its first step."""
     send, throw = coro.send, coro.throw
     value: Any = None
     error: Optional[BaseException] = None
+    yielded = suspended_at
     while True:
-        if watchdog is not None:
-            watchdog.enter(endpoint)
-        try:
-            yielded = send(value) if error is None else throw(error)
-        except StopIteration as stop:
-            return stop.value
-        finally:
+        if yielded is _NOT_STARTED:
             if watchdog is not None:
-                watchdog.leave()
+                watchdog.enter(endpoint)
+            try:
+                yielded = send(value) if error is None else throw(error)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                if watchdog is not None:
+                    watchdog.leave()
         if on_suspend is not None:
             on_suspend()
             on_suspend = None
@@ -429,3 +675,4 @@ def drive(coro: Any, on_suspend: Optional[Callable[[], None]],
             raise
         except BaseException as exc:  # cancellation thrown in by the task driving us
             error = exc
+        yielded = _NOT_STARTED

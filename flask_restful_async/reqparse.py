@@ -10,11 +10,13 @@ from copy import deepcopy
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type, Union
 
 from flask import current_app, request
+from flask.globals import _cv_request
 from werkzeug import exceptions
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.wrappers import Request as WerkzeugRequest
 
 import flask_restful_async
+from flask_restful_async.native import LightRequest as _LightRequest
 
 __all__ = ["Argument", "RequestParser", "Namespace"]
 
@@ -67,6 +69,8 @@ def _request_json(req: Any) -> Any:
     """
     if getattr(req, "is_json", True) is False:
         return None
+    if type(req) is _LightRequest:
+        req = req.real
     if isinstance(req, WerkzeugRequest):
         if not req.get_data(cache=True):
             return None
@@ -84,6 +88,14 @@ def _read_location(req: Any, location: str) -> Any:
     if callable(value):
         value = value()
     return value
+
+
+def _current_request() -> Any:
+    """The request parse_args reads by default: on the native path, the context's light
+    view of it (no werkzeug Request made for query arguments alone); else `request`."""
+    ctx = _cv_request.get(None)
+    light = getattr(ctx, "light_request", None)
+    return light() if light is not None else request
 
 
 class Argument:
@@ -163,6 +175,12 @@ class Argument:
             if self.nullable:
                 return None
             raise ValueError("Must not be null!")
+        kind = self.type
+        if (kind is int or kind is float or kind is text_type or kind is bool) \
+                and type(self.name) is str:
+            # called with (value, name, op) or (value, name) these always raise TypeError
+            # (a str is no base, and they take fewer arguments): only (value) can count
+            return kind(value)
         if isinstance(value, FileStorage) and self.type == FileStorage:
             return value
         try:
@@ -281,7 +299,7 @@ class RequestParser:
         :param http_error_code: status for bundled validation errors
         """
         if req is None:
-            req = request
+            req = _current_request() if self._plain_arguments() else request
         namespace = self.namespace_class()
         req.unparsed_arguments = dict(self.argument_class("").source(req)) if strict else {}
         errors: Dict[str, Any] = {}
@@ -298,6 +316,14 @@ class RequestParser:
             raise exceptions.BadRequest("Unknown arguments: %s"
                                         % ", ".join(req.unparsed_arguments.keys()))
         return namespace
+
+    def _plain_arguments(self) -> bool:
+        """Are all arguments plain Arguments (which read the request only through its
+        attributes, so a LightRequest serves them)?"""
+        for arg in self.args:
+            if type(arg) is not Argument:
+                return False
+        return True
 
     def copy(self) -> "RequestParser":
         """A parser with copies of the same arguments and settings."""

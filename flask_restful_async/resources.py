@@ -37,10 +37,9 @@ class Resource(MethodView):
         if meth is None and method == "HEAD":
             meth = getattr(self, "get", None)
         assert meth is not None, "Unimplemented method %r" % method
-        if isinstance(self.method_decorators, Mapping):
-            decorators = self.method_decorators.get(method.lower(), [])
-        else:
-            decorators = self.method_decorators
+        decorators = self.method_decorators
+        if type(decorators) is not list and isinstance(decorators, Mapping):
+            decorators = decorators.get(method.lower(), [])
         for decorator in decorators:
             meth = decorator(meth)
         return meth
