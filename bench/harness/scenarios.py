@@ -1,0 +1,234 @@
+"""What is measured: one small function per scenario, registered with @scenario.
+
+A scenario names its kind ("wrk" load, "idle" CPU, "rss" per idle connection), the runs (a
+server plus the app it serves), the probe that proves a server answers correctly before any
+load, and the targets checked in the report.  Adding a scenario is one function here; a new app
+goes in bench/apps/, a new server in servers.py.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from . import load
+from .servers import (
+    ASGI_PEERS,
+    GRANIAN_ASGI,
+    GRANIAN_RSGI,
+    HYPERCORN,
+    OURS_ASGI,
+    OURS_ASGI_ASYNCIO,
+    OURS_WSGI,
+    UVICORN,
+    WSGI_PEERS,
+    SERVERS,
+)
+
+LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+HELLO = b'{"hello":"world"}'
+UPLOAD_SIZE = 1 << 20
+DOWNLOAD_SIZE = 10 << 20
+
+# The smoke run (CI): hello only, these servers only, short runs.
+SMOKE_SERVERS = ("ours-asgi", "ours-wsgi", "uvicorn")
+
+
+class CheckFailed(Exception):
+    """The server answered, but not what the scenario's app answers."""
+
+
+@dataclass
+class Run:
+    label: str  # the row name in the report, unique within a scenario
+    server: object  # servers.Server
+    target: str  # MODULE:ATTR in bench/apps
+
+
+@dataclass
+class Target:
+    label: str
+    kind: str  # "ratio": rps of `run` / rps of `other` >= threshold; "max": metric <= threshold
+    run: str
+    threshold: float
+    other: Optional[str] = None
+    metric: str = "rps"
+    unit: str = ""
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    description: str
+    kind: str  # "wrk" | "idle" | "rss"
+    runs: list
+    ours: Optional[str] = None  # the run the ratio column is computed for
+    check: Callable = None  # check(port): raises CheckFailed (or OSError while starting)
+    path: str = "/"
+    connections: int = 100
+    lua: Optional[str] = None
+    payload_bytes: int = 0  # bytes moved per request, for a MiB/s column
+    targets: list = field(default_factory=list)
+    smoke: bool = False
+
+
+REGISTRY = []
+
+
+def scenario(fn):
+    """Register a function returning a Scenario (or a list of them); order is run order."""
+    REGISTRY.append(fn)
+    return fn
+
+
+def all_scenarios():
+    out = []
+    for fn in REGISTRY:
+        made = fn()
+        out.extend(made if isinstance(made, list) else [made])
+    return out
+
+
+def runs(attr, servers):
+    """One run per server, each serving `attr` from the app module of its interface."""
+    return [Run(s.name, s, s.app(attr)) for s in servers]
+
+
+# ---------------------------------------------------------------------------------------------
+# Probes
+
+
+def check_hello(port, path="/"):
+    r = load.request(port, "GET", path)
+    if r.status != 200 or r.body != HELLO:
+        raise CheckFailed(f"GET {path}: {r.status} {r.body[:80]!r}, expected 200 {HELLO!r}")
+    ctype = r.headers.get("content-type", "")
+    if not ctype.startswith("application/json"):
+        raise CheckFailed(f"GET {path}: content-type {ctype!r}, expected application/json")
+
+
+_UPLOAD_BODY = b"x" * UPLOAD_SIZE
+
+
+def check_upload(port):
+    r = load.request(
+        port, "POST", "/", body=_UPLOAD_BODY,
+        headers={"Content-Type": "application/octet-stream"},
+    )  # fmt: skip
+    if r.status != 200 or json.loads(r.body or b"{}").get("received") != UPLOAD_SIZE:
+        raise CheckFailed(f"POST 1 MiB: {r.status} {r.body[:80]!r}, expected received={UPLOAD_SIZE}")
+
+
+def check_download(port):
+    r = load.request(port, "GET", "/", timeout=30)
+    if r.status != 200 or len(r.body) != DOWNLOAD_SIZE:
+        raise CheckFailed(f"GET: {r.status} with {len(r.body)} bytes, expected {DOWNLOAD_SIZE}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios (issue 2).  Scenarios of later issues go below in the same style.
+
+ASGI_ALL = [OURS_ASGI, OURS_ASGI_ASYNCIO, UVICORN, GRANIAN_ASGI, GRANIAN_RSGI, HYPERCORN]
+
+
+@scenario
+def hello():
+    desc = "GET / answered with the 17-byte JSON body `{\"hello\":\"world\"}`"
+    return [
+        Scenario(
+            "hello-asgi", "hello (ASGI)", desc + ", 100 connections.", "wrk",
+            runs("hello", ASGI_ALL), ours="ours-asgi", check=check_hello, smoke=True,
+            targets=[
+                Target("hello: ours-asgi vs uvicorn", "ratio", "ours-asgi", 2.0, "uvicorn"),
+                Target("hello: ours-asgi vs granian-asgi", "ratio", "ours-asgi", 1.0,
+                       "granian-asgi"),
+            ],
+        ),
+        Scenario(
+            "hello-wsgi", "hello (WSGI)", desc + ", 100 connections.", "wrk",
+            runs("hello", [OURS_WSGI] + WSGI_PEERS), ours="ours-wsgi", check=check_hello,
+            smoke=True,
+        ),
+    ]  # fmt: skip
+
+
+@scenario
+def io10():
+    desc = "The handler awaits `asyncio.sleep(0.010)` (10 ms of I/O), then answers hello"
+    return [
+        Scenario(
+            f"io10-{conns}", f"10 ms awaited I/O, {conns} connections (ASGI)",
+            f"{desc}; {conns} connections.", "wrk", runs("io10", ASGI_ALL),
+            ours="ours-asgi", check=check_hello, connections=conns,
+            targets=[Target(f"io10@{conns}: ours-asgi vs uvicorn", "ratio", "ours-asgi", 2.0,
+                            "uvicorn")] if conns == 1000 else [],
+        )
+        for conns in (200, 1000)
+    ]  # fmt: skip
+
+
+@scenario
+def upload():
+    desc = "POST with a 1 MiB body that the app reads completely, 32 connections."
+    return [
+        Scenario(
+            f"upload-{iface}", f"1 MiB upload ({iface.upper()})", desc, "wrk",
+            runs("upload", servers), ours=ours.name, check=check_upload, connections=32,
+            lua=str(LUA_DIR / "upload.lua"), payload_bytes=UPLOAD_SIZE,
+        )
+        for iface, ours, servers in (
+            ("asgi", OURS_ASGI, [OURS_ASGI] + ASGI_PEERS),
+            ("wsgi", OURS_WSGI, [OURS_WSGI] + WSGI_PEERS),
+        )
+    ]  # fmt: skip
+
+
+@scenario
+def download():
+    desc = "GET of a 10 MiB body streamed in 160 chunks of 64 KiB, 16 connections."
+    return [
+        Scenario(
+            f"download-{iface}", f"10 MiB streamed download ({iface.upper()})", desc, "wrk",
+            runs("download", servers), ours=ours.name, check=check_download, connections=16,
+            payload_bytes=DOWNLOAD_SIZE,
+        )
+        for iface, ours, servers in (
+            ("asgi", OURS_ASGI, [OURS_ASGI] + ASGI_PEERS),
+            ("wsgi", OURS_WSGI, [OURS_WSGI] + WSGI_PEERS),
+        )
+    ]  # fmt: skip
+
+
+IDLE_CPU_MAX_S = 0.01  # one clock tick in the whole idle window
+RSS_PER_CONN_MAX = 2048
+
+
+@scenario
+def idle_cpu():
+    return Scenario(
+        "idle-cpu", "idle CPU",
+        "Each server (hello app) sits with no connection; CPU time (utime+stime of its "
+        "process tree) used over the idle window.", "idle",
+        runs("hello", [s for s in SERVERS if s is not GRANIAN_RSGI]), check=check_hello,
+        targets=[
+            Target(f"idle CPU: {name}", "max", name, IDLE_CPU_MAX_S, metric="cpu_s", unit="s")
+            for name in ("ours-asgi", "ours-wsgi")
+        ],
+    )  # fmt: skip
+
+
+@scenario
+def rss_per_connection():
+    return Scenario(
+        "rss-idle-conn", "RSS per idle keep-alive connection",
+        "Open many connections, one keep-alive request on each, keep them open; (RSS after - "
+        "RSS before) / connections still open.", "rss",
+        runs("hello", [s for s in SERVERS if s.persistent and s is not GRANIAN_RSGI]),
+        check=check_hello,
+        targets=[
+            Target(f"RSS per idle connection: {name}", "max", name, RSS_PER_CONN_MAX,
+                   metric="rss_per_conn", unit="B")
+            for name in ("ours-asgi", "ours-wsgi")
+        ],
+    )  # fmt: skip
