@@ -23,6 +23,8 @@ from .servers import (
     UVICORN,
     WSGI_PEERS,
     SERVERS,
+    gunicorn_gthread,
+    ours_api,
 )
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
@@ -231,4 +233,72 @@ def rss_per_connection():
                    metric="rss_per_conn", unit="B")
             for name in ("ours-asgi", "ours-wsgi")
         ],
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios (issue 3): flask-restful on our server.  bench/apps/api_app.py is the app on
+# flask_restful_async; stock_api_app.py is the same endpoints on upstream flask-restful.
+
+API_ITEM_PATH = "/items/3?verbose=2"
+API_ITEM = {"id": 3, "name": "item", "verbose": 2}
+
+
+def check_json(path, expected):
+    def check(port):
+        r = load.request(port, "GET", path)
+        if r.status != 200 or json.loads(r.body or b"null") != expected:
+            raise CheckFailed(f"GET {path}: {r.status} {r.body[:80]!r}, expected 200 {expected!r}")
+
+    return check
+
+
+@scenario
+def api_parse_marshal():
+    ours = ours_api()
+    return Scenario(
+        "api-parse-marshal", "flask-restful: parse one argument, marshal three fields",
+        f"GET {API_ITEM_PATH}: an AsyncResource runs reqparse on one query argument and marshals "
+        "three fields; the peer is the same endpoint in Starlette on uvicorn; 100 connections.",
+        "wrk",
+        [Run(ours.name, ours, "api_app:app"), Run("uvicorn-starlette", UVICORN, "api_app:starlette_app")],
+        ours=ours.name, check=check_json(API_ITEM_PATH, API_ITEM), path=API_ITEM_PATH,
+        targets=[Target("api parse+marshal: ours vs Starlette on uvicorn", "ratio", ours.name, 1.0,
+                        "uvicorn-starlette")],
+    )  # fmt: skip
+
+
+@scenario
+def api_io10():
+    ours = ours_api()
+    stock = gunicorn_gthread(32)
+    return Scenario(
+        "api-io10-1000", "flask-restful: 10 ms of I/O, 1000 connections",
+        "GET /io10 waits 10 ms then answers: an AsyncResource awaiting asyncio.sleep on ours, a "
+        "stock flask-restful Resource sleeping in one of 32 gunicorn gthread threads; 1000 "
+        "connections.",
+        "wrk",
+        [Run(ours.name, ours, "api_app:app"), Run("stock-" + stock.name, stock, "stock_api_app:app")],
+        ours=ours.name, check=check_json("/io10", {"hello": "world"}), path="/io10",
+        connections=1000,
+        targets=[Target("api io10@1000: ours vs stock flask-restful on gunicorn gthread(32)",
+                        "ratio", ours.name, 10.0, "stock-" + stock.name)],
+    )  # fmt: skip
+
+
+@scenario
+def api_sync():
+    threads = 8
+    ours = ours_api(threads)
+    stock = gunicorn_gthread(threads)
+    path = "/sync/3?verbose=2"
+    return Scenario(
+        "api-sync", "flask-restful: a sync Resource in the thread pool",
+        f"GET {path}: a sync Resource (reqparse + marshal) run by our thread pool vs stock "
+        f"flask-restful on gunicorn gthread, {threads} threads each; 100 connections.",
+        "wrk",
+        [Run(ours.name, ours, "api_app:app"), Run("stock-" + stock.name, stock, "stock_api_app:app")],
+        ours=ours.name, check=check_json(path, API_ITEM), path=path,
+        targets=[Target(f"api sync Resource: ours vs gunicorn gthread({threads})", "ratio",
+                        ours.name, 1.5, "stock-" + stock.name)],
     )  # fmt: skip

@@ -206,3 +206,18 @@ def environment(server):
             value = value + os.pathsep + env[key]
         env[key] = value
     return env
+
+
+def ours_api(threads=WSGI_THREADS):
+    """Ours serving a flask-restful app with --interface auto: the native path (AsyncResource on
+    the loop, sync resources in a pool of `threads`), named ours-api-tN."""
+    base = _ours("auto", "uvloop")
+
+    def argv(target, port):
+        return base(target, port) + ["--threads", str(threads)]
+
+    return Server(
+        f"ours-api-t{threads}", "asgi", argv, ours=True,
+        packages=("flask-restful-async", "flask", "uvloop"),
+        note=f"--interface auto (native flask-restful path) --loop uvloop --threads {threads}",
+    )  # fmt: skip
