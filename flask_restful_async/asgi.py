@@ -28,7 +28,8 @@ from flask_restful_async.dispatch import (await_view, handle_async, is_async_vie
 from flask_restful_async.loops import server_loop
 from flask_restful_async.native import (_NOT_STARTED, DIRECT, THREAD, LoopWatchdog,
                                         NativeRequestContext, Route, Router,
-                                        blocked_loop_threshold, drive, render_direct)
+                                        blocked_loop_threshold, drive, follow,
+                                        render_direct)
 from flask_restful_async.resources import AsyncResource
 from flask_restful_async.utils import unpack
 
@@ -346,7 +347,18 @@ class AsgiApp:
             except StopIteration as stop:
                 result = stop.value
             else:
-                result = await self._resume(handler, endpoint, receive, yielded)
+                # it suspended: watch for a disconnect, and let this coroutine delegate to
+                # the handler from now on (no Python-level trampoline per step)
+                watch = _DisconnectWatch(receive)
+                watch.arm()
+                try:
+                    result = await follow(handler, yielded)
+                except asyncio.CancelledError:
+                    if not watch.gone:
+                        raise
+                    result = _cancelled_by_disconnect()
+                finally:
+                    watch.disarm()
         else:
             result = await self._resume(handler, endpoint, receive, _NOT_STARTED)
         if result is _GONE:
@@ -371,11 +383,7 @@ class AsgiApp:
         except asyncio.CancelledError:
             if not watch.gone:
                 raise
-            # we cancelled it because the client left: not an error, nothing to send
-            task = asyncio.current_task()
-            if task is not None and hasattr(task, "uncancel"):
-                task.uncancel()
-            return _GONE
+            return _cancelled_by_disconnect()
         finally:
             watch.disarm()
 
@@ -461,6 +469,14 @@ class AsgiApp:
             await send({"type": "http.response.body", "body": body})
 
 
+def _cancelled_by_disconnect() -> Any:
+    """We cancelled the handler because the client left: not an error, nothing to send."""
+    task = asyncio.current_task()
+    if task is not None and hasattr(task, "uncancel"):
+        task.uncancel()
+    return _GONE
+
+
 class _DisconnectWatch:
     """Cancels the running handler when the client disconnects; armed only once the
     handler suspends (a handler that finishes in one step cannot see a disconnect)."""
@@ -495,8 +511,14 @@ class _DisconnectWatch:
 
     def disarm(self) -> None:
         self.done = True
-        if self.own and not self.waiter.done():
-            self.waiter.cancel()
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if self.own:
+            waiter.cancel()
+        else:
+            # (the server resolves it when the exchange ends: no callback to schedule then)
+            waiter.remove_done_callback(self._on_message)
 
 
 def _start_message(status_headers: List[Any]) -> Dict[str, Any]:

@@ -46,7 +46,7 @@ from werkzeug.routing.converters import DEFAULT_CONVERTERS
 from flask_restful_async.representations.json import output_json
 
 __all__ = ["entry_for", "Router", "Route", "NativeRequestContext", "NativeAppContext",
-           "LightRequest", "parse_query_args", "render_direct", "json_dumps_default", "drive",
+           "LightRequest", "parse_query_args", "render_direct", "json_dumps_default", "drive", "follow",
            "LoopWatchdog", "pool_size", "blocked_loop_threshold"]
 
 logger = logging.getLogger("flask_restful_async")
@@ -676,3 +676,23 @@ def drive(coro: Any, on_suspend: Optional[Callable[[], None]],
         except BaseException as exc:  # cancellation thrown in by the task driving us
             error = exc
         yielded = _NOT_STARTED
+
+
+@types.coroutine
+def follow(coro: Any, yielded: Any) -> Any:
+    """Await `coro`, which the caller already stepped once to `yielded`: the rest is
+    delegated with `yield from` (each step goes straight to `coro`, no Python code in
+    between).  Only an exception thrown in while `yielded` is pending is relayed here."""
+    while True:
+        try:
+            yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # cancellation thrown in by the task driving us
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            continue
+        return (yield from coro)

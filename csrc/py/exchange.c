@@ -201,13 +201,14 @@ static PyObject *disconnect_msg(fra_state *st) {
   return d;
 }
 
+/* Resolves the pending receive() with msg, a new reference that is always consumed. */
 static void ex_resolve_recv(ExchangeObject *ex, PyObject *msg) {
-  if (!ex->recv_waiter) return;
   if (!msg) {
     PyErr_WriteUnraisable((PyObject *)ex);
     return;
   }
-  resolve(&ex->recv_waiter, msg);
+  if (ex->recv_waiter) resolve(&ex->recv_waiter, msg);
+  Py_DECREF(msg);
 }
 
 /* ---- response framing (ASGI on the loop thread, WSGI on its worker thread) ---- */

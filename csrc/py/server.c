@@ -323,7 +323,10 @@ static void srv_do_close(ServerObject *so) {
   so->closed = 1;
   fra_server_destroy(&so->core);
   if (so->pool) {
-    fra_pool_stop(so->pool); /* the pool struct is left to threads still finishing a job */
+    fra_pool *pool = so->pool;
+    Py_BEGIN_ALLOW_THREADS
+    fra_pool_stop(pool, 1000); /* freed by the last of us and its threads to let go */
+    Py_END_ALLOW_THREADS
     so->pool = NULL;
   }
   while (so->wsgi_ready) {

@@ -467,6 +467,7 @@ static void wsgi_thread_main(void *arg) {
   PyEval_RestoreThread(ts);
   PyGILState_Release(g);
   uv_sem_destroy(&sem);
+  fra_pool_thread_exit(pool);
 }
 
 int fra_wsgi_start_pool(ServerObject *so) {

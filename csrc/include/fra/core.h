@@ -157,6 +157,7 @@ typedef struct fra_pool {
   size_t head, count, cap;
   uv_thread_t *threads;
   int nthreads, stop, idle;
+  int refs;                    /* threads still running + the owner; the last one frees */
 } fra_pool;
 
 /** Starts n threads running main(arg).  Returns 0 or a negative UV error. */
@@ -165,8 +166,12 @@ int fra_pool_start(fra_pool *p, int n, void (*main)(void *), void *arg);
 int fra_pool_push(fra_pool *p, void *job);
 /** Blocks until a job is queued (pool thread, without the GIL); NULL when stopping. */
 void *fra_pool_take(fra_pool *p);
-/** Asks threads to stop and joins the idle ones; busy threads are detached. */
-void fra_pool_stop(fra_pool *p);
+/** The owner lets go (pool allocated with malloc): threads are asked to stop, waited for up
+ * to wait_ms (call without the GIL: they need it to leave), then detached; the pool is freed
+ * by whichever of them, or the owner, is last. */
+void fra_pool_stop(fra_pool *p, uint64_t wait_ms);
+/** A pool thread leaving its loop (after fra_pool_take returned NULL) lets go of the pool. */
+void fra_pool_thread_exit(fra_pool *p);
 
 enum { FRA_T_NONE, FRA_T_HEADER, FRA_T_KEEPALIVE, FRA_T_LINGER };
 #define FRA_LINGER_MS 2000

@@ -1,0 +1,157 @@
+"""Leak check of the C extension under a request-heavy load (valgrind memcheck).
+
+Runs the real server (ASGI, then WSGI) under valgrind with PYTHONMALLOC=malloc, sends a mix of
+keep-alive and pipelined requests, bodies (Content-Length and chunked), app errors, malformed
+requests and clients that vanish mid-request, stops it with SIGTERM, and fails if valgrind
+reports memory definitely or indirectly lost from a stack that passes through
+flask_restful_async._core.  CPython's own allocations at exit are not ours and are not counted.
+
+    .venv/bin/python scripts/leakcheck.py [--requests N]     (make leakcheck)
+"""
+import argparse
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = '''
+import asyncio
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            m = await receive()
+            await send({"type": m["type"] + ".complete"})
+            if m["type"] == "lifespan.shutdown":
+                return
+    body = b""
+    while True:
+        m = await receive()
+        body += m.get("body", b"")
+        if not m.get("more_body"):
+            break
+    if scope["path"] == "/boom":
+        raise RuntimeError("boom")
+    if scope["path"] == "/sleep":
+        await asyncio.sleep(0.001)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok:%d" % len(body)})
+
+def wsgi(environ, start_response):
+    body = environ["wsgi.input"].read()
+    if environ["PATH_INFO"] == "/boom":
+        raise RuntimeError("boom")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok:%d" % len(body)]
+'''
+
+REQUESTS = [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n",
+]
+
+
+def read_responses(s, n):
+    data = b""
+    while data.count(b"HTTP/1.1 ") < n or not data.rstrip().endswith((b"ok:0", b"ok:5", b"ok:3", b"Error")):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def drive(port, rounds):
+    """Returns the number of 200 responses seen (each round should give 8)."""
+    ok = 0
+    for i in range(rounds):
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            for req in REQUESTS:                      # keep-alive, one at a time
+                s.sendall(req)
+                ok += read_responses(s, 1).count(b" 200 OK")
+            s.sendall(b"".join(REQUESTS[:3]))         # pipelined
+            ok += read_responses(s, 3).count(b" 200 OK")
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n  b\r\n\r\n")   # malformed: 400
+            s.recv(65536)
+        s = socket.create_connection(("127.0.0.1", port), timeout=60)    # vanishes mid-request
+        s.sendall(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        s.close()
+    return ok
+
+
+def run(interface, rounds, workdir):
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    p = port.getsockname()[1]
+    port.close()
+    log = workdir / f"valgrind-{interface}.log"
+    logpat = workdir / f"valgrind-{interface}-%p.log"
+    env = dict(os.environ, PYTHONMALLOC="malloc", PYTHONPATH=str(ROOT))
+    target = "leakapp:app" if interface == "asgi" else "leakapp:wsgi"
+    cmd = ["valgrind", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+           f"--log-file={logpat}", "--num-callers=40", sys.executable, "-m", "flask_restful_async",
+           "run", target, "--app-dir", str(workdir), "--port", str(p), "--interface", interface,
+           "--loop", "asyncio", "--no-access-log", "--log-level", "critical", "--threads", "4"]
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", p), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"{interface}: the server did not start under valgrind")
+                time.sleep(0.5)
+        ok = drive(p, rounds)
+        if ok != rounds * 7:
+            raise RuntimeError(f"{interface}: {ok} of {rounds * 7} expected 200 responses")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=300)
+    logs = sorted(workdir.glob(f"valgrind-{interface}-*.log"))
+    text = max(logs, key=lambda l: l.stat().st_size).read_text()
+    if "Memcheck" not in text or "LEAK SUMMARY" not in text:
+        raise RuntimeError(f"{interface}: valgrind wrote no leak summary:\n{text[-2000:]}")
+    records = re.split(r"\n==\d+== \n", text)
+    ours = [r for r in records if re.search(r"(definitely|indirectly) lost in loss record", r)
+            and re.search(r"_core\.cpython|csrc/|\bfra_\w+ \(", r)]
+    heap = re.search(r"total heap usage: [^\n]*", text)
+    print(f"{interface}: {heap.group(0) if heap else '?'}")
+    summary = re.search(r"definitely lost: ([\d,]+) bytes in ([\d,]+) blocks", text)
+    errors = re.search(r"ERROR SUMMARY: (\d+) errors", text)
+    print(f"{interface}: {rounds * 9} requests, {rounds} dropped connections; valgrind: "
+          f"{summary.group(0) if summary else 'no leak summary'} in the whole process, "
+          f"{len(ours)} loss record(s) through _core")
+    for r in ours:
+        print(r)
+    if os.environ.get("LEAKCHECK_SHOW"):
+        for r in records:
+            if "definitely lost in loss record" in r:
+                print(r)
+    return len(ours)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=150, help="each round: 9 requests + 1 dropped connection")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=os.environ.get("LEAKCHECK_DIR")) as d:
+        workdir = Path(d)
+        (workdir / "leakapp.py").write_text(APP)
+        bad = run("asgi", args.rounds, workdir) + run("wsgi", args.rounds, workdir)
+    print("leakcheck: " + ("clean" if not bad else f"{bad} leak(s) through the extension"))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
