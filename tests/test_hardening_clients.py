@@ -16,6 +16,10 @@ from conftest import (HOST, H11Client, RawConn, exchange, h11_get, request_bytes
                       status_lines)
 
 MiB = 1 << 20
+# Under make test-asan (FRA_SANITIZED=1) freed memory sits in ASan's quarantine (256 MiB by
+# default) instead of going back to the allocator, so RSS baselines carry that much slack there;
+# leaks themselves are checked by make leakcheck (valgrind).
+ASAN_SLACK = 256 * MiB if os.environ.get("FRA_SANITIZED") else 0
 
 
 def fds(srv) -> int:
@@ -146,7 +150,7 @@ def test_reader_that_stops_reading_a_100_mib_response_keeps_memory_bounded(serve
             time.sleep(0.25)
         assert last is not None and last < count, f"the app sent {last} of {count} chunks"
         grown = server.rss() - rss0
-        assert grown < 48 * MiB, f"RSS grew {grown >> 20} MiB for a stalled 100 MiB response"
+        assert grown < 48 * MiB + ASAN_SLACK, f"RSS grew {grown >> 20} MiB for a stalled 100 MiB response"
         reset(c.sock)
     # the app is released from its blocked send() once the client is gone (its later sends
     # raise or are dropped: either way it ends)
@@ -237,7 +241,7 @@ def test_fds_and_rss_return_to_baseline_after_100k_requests(server):
     assert h11_get(port, "/__calls__").json()["count"] - calls0 == 100_000
     assert settle(lambda: fds(server), fd0, 2) <= fd0 + 2
     grown = server.rss() - rss0
-    assert grown < 24 * MiB, f"RSS grew {grown >> 20} MiB over 100,000 requests"
+    assert grown < 24 * MiB + ASAN_SLACK, f"RSS grew {grown >> 20} MiB over 100,000 requests"
 
 
 def test_fds_and_rss_return_to_baseline_after_10k_vanishing_connections(server):
@@ -274,4 +278,4 @@ def test_fds_and_rss_return_to_baseline_after_10k_vanishing_connections(server):
     assert h11_get(port, "/fast").status == 200
     assert settle(lambda: fds(server), fd0, 2, timeout=20) <= fd0 + 2
     grown = server.rss() - rss0
-    assert grown < 32 * MiB, f"RSS grew {grown >> 20} MiB over 10,000 vanished connections"
+    assert grown < 32 * MiB + ASAN_SLACK, f"RSS grew {grown >> 20} MiB over 10,000 vanished connections"
