@@ -41,10 +41,6 @@ static fra_req *drive_new_req(void *owner) {
   return r;
 }
 
-/* FUZZ_SKIP_KNOWN=1 (read by the targets' init) skips the checks that fail on the server bugs
- * already filed (README, "Known failures"): only to explore past them, never in `make run`. */
-static int skip_known;
-
 static int is_tchar(unsigned char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
          (c && strchr("!#$%&'*+-.^_`|~", c));
@@ -87,7 +83,7 @@ static void check_headers(const fra_req *r) {
   REQUIRE(r->url_len > 0, "empty target");
   for (uint32_t i = 0; i < r->url_len; i++) {
     unsigned char c = b[r->url_off + i];
-    REQUIRE((c > 0x20 && c != 0x7f) || (skip_known && (c == '\t' || c == '\f')), "target byte %02x", c);
+    REQUIRE(c > 0x20 && c != 0x7f, "target byte %02x", c);
   }
   REQUIRE(r->http_major == 1 && r->http_minor <= 1, "version %u.%u", r->http_major, r->http_minor);
   REQUIRE(r->host_count == 1 || (r->http_minor == 0 && r->host_count == 0), "%u Host fields in 1.%u",
@@ -96,10 +92,8 @@ static void check_headers(const fra_req *r) {
   int te = 0, cl = 0;
   for (uint32_t i = 0; i < r->nhdrs; i++) {
     const fra_hdr *h = &r->hdrs[i];
-    if (!skip_known) {
-      REQUIRE(h->name_len > 0, "empty header name");
-      REQUIRE(fra_valid_header_name(r->buf + h->name_off, h->name_len), "header name not a token");
-    }
+    REQUIRE(h->name_len > 0, "empty header name");
+    REQUIRE(fra_valid_header_name(r->buf + h->name_off, h->name_len), "header name not a token");
     for (uint32_t j = 0; j < h->value_len; j++) {
       unsigned char c = b[h->value_off + j];
       /* RFC 9110 5.5: field-vchar / SP / HTAB / obs-text; no CR, LF, NUL or other CTL */
@@ -111,7 +105,7 @@ static void check_headers(const fra_req *r) {
       REQUIRE(last != ' ' && last != '\t', "trailing whitespace in value");
     }
     if (h->name_len == 17 && strncasecmp(r->buf + h->name_off, "transfer-encoding", 17) == 0)
-      te += !(skip_known && h->value_len == 0);   /* known: an empty value is ignored */
+      te++;
     if (h->name_len == 14 && strncasecmp(r->buf + h->name_off, "content-length", 14) == 0) cl++;
   }
   /* RFC 9112 6.3: both framing fields, or two Content-Length fields, are refused. */
@@ -199,7 +193,7 @@ static void drive(const uint8_t *data, size_t len, const fuzz_cfg *cfg, feed_mod
         REQUIRE(r->body_total == r->content_length, "body %llu != Content-Length %llu",
                 (unsigned long long)r->body_total, (unsigned long long)r->content_length);
       size_t after = pos + (size_t)used;
-      if (!skip_known && after < len) {
+      if (after < len) {
         /* The server may feed the next read before the response is written and the parser
          * resumed (conn.c feeds straight from the read buffer when the message ended at the
          * end of a read).  A paused parser must consume nothing and change nothing. */

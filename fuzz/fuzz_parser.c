@@ -5,12 +5,6 @@
  * fuzz_drive.h and all of them must agree.  Owns nothing global; no Python, no GIL. */
 #include "fuzz_drive.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-  const char *skip = getenv("FUZZ_SKIP_KNOWN");
-  skip_known = skip && *skip == '1';
-  return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < CFG_LEN) return 0;
   fuzz_cfg cfg;

@@ -376,19 +376,8 @@ def parse_response(buf: bytes, method: str = "GET", eof: bool = False) -> tuple[
     return resp, b""
 
 
-class RawConn:
-    """A client socket with a receive buffer, for exact-bytes tests."""
-
-    def __init__(self, port: int, timeout: float = IO_TIMEOUT, rcvbuf: Optional[int] = None):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        self.sock.connect((HOST, port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.timeout = timeout
-        self.buf = b""
-        self.eof = False
+class _Client:
+    """What both test clients share: a connected socket (`self.sock`), closed on exit."""
 
     def __enter__(self):
         return self
@@ -405,6 +394,22 @@ class RawConn:
     @property
     def local_port(self) -> int:
         return self.sock.getsockname()[1]
+
+
+class RawConn(_Client):
+    """A client socket with a receive buffer, for exact-bytes tests."""
+
+    def __init__(self, port: int, timeout: float = IO_TIMEOUT, rcvbuf: Optional[int] = None):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect((HOST, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.timeout = timeout
+        self.buf = b""
+        self.eof = False
+
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -526,7 +531,7 @@ def chunked(*parts: bytes, trailers: bytes = b"") -> bytes:
 # h11 client: every response it returns was accepted by h11's strict parser
 # --------------------------------------------------------------------------------------------
 
-class H11Client:
+class H11Client(_Client):
     def __init__(self, port: int, timeout: float = IO_TIMEOUT):
         self.port = port
         self.timeout = timeout
@@ -534,21 +539,6 @@ class H11Client:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.conn = h11.Connection(our_role=h11.CLIENT)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    @property
-    def local_port(self) -> int:
-        return self.sock.getsockname()[1]
 
     def _next_event(self):
         while True:
@@ -699,3 +689,14 @@ def asgi_server(loop_name):
 @pytest.fixture(scope="module")
 def port(asgi_server) -> int:
     return asgi_server.port
+
+
+NATIVE_APP_DIR = str(TESTS / "apps_api")
+
+
+@pytest.fixture(scope="module")
+def native_server(loop_name):
+    """The flask-restful test app (tests/apps_api/native_app.py) on the native path."""
+    with serve("native_app:asgi_app", "--interface", "asgi", "--app-dir", NATIVE_APP_DIR,
+               "--loop", loop_name) as server:
+        yield server

@@ -7,17 +7,15 @@ import time
 
 import pytest
 
-from conftest import TESTS, RawConn, h11_get, request_bytes, serve
+from conftest import NATIVE_APP_DIR, RawConn, h11_get, request_bytes, serve
 
-APP_DIR = str(TESTS / "apps_api")
+APP_DIR = NATIVE_APP_DIR
 sys.path.insert(0, APP_DIR)
 
 
 @pytest.fixture(scope="module")
-def srv(loop_name):
-    with serve("native_app:asgi_app", "--interface", "asgi", "--app-dir", APP_DIR,
-               "--loop", loop_name) as server:
-        yield server
+def srv(native_server):
+    return native_server
 
 
 def events(port):

@@ -9,17 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from flask import Flask
 
-from conftest import TESTS, H11Client, h11_get, serve
+from conftest import NATIVE_APP_DIR, H11Client, h11_get, serve
 
-APP_DIR = str(TESTS / "apps_api")
+APP_DIR = NATIVE_APP_DIR
 sys.path.insert(0, APP_DIR)
 
 
 @pytest.fixture(scope="module")
-def srv(loop_name):
-    with serve("native_app:asgi_app", "--interface", "asgi", "--app-dir", APP_DIR,
-               "--loop", loop_name) as server:
-        yield server
+def srv(native_server):
+    return native_server
 
 
 def state(port):
