@@ -77,6 +77,7 @@ def test_sigkill_of_a_worker_under_load_others_keep_serving():
                "--no-access-log") as srv:
         port = srv.port
         wait_for(lambda: len(srv.pids()) >= 3, "two workers")
+        wait_for(lambda: len(re.findall(r"worker \d+ ready", srv.log)) >= 2, "both workers ready")
         workers = [p for p in srv.pids() if p != srv.proc.pid]
         stop = threading.Event()
         ok, failures = [0], []
@@ -120,6 +121,8 @@ def test_replacement_worker_serves_connections_queued_before_it_started():
                "--no-access-log") as srv:
         port = srv.port
         wait_for(lambda: len(srv.pids()) >= 3, "two workers")
+        # killed before the supervisor saw it ready, a worker counts as failing to start
+        wait_for(lambda: len(re.findall(r"worker \d+ ready", srv.log)) >= 2, "both workers ready")
         victim, survivor = [p for p in srv.pids() if p != srv.proc.pid][:2]
         os.kill(survivor, signal.SIGSTOP)
         conns = []
