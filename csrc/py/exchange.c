@@ -11,6 +11,7 @@
 
 static void ex_step(ExchangeObject *ex, PyObject *exc);
 static void ex_respond_500(ExchangeObject *ex);
+static PyObject *ex_cancel(ExchangeObject *ex, PyObject *args, PyObject *kw);
 
 /* ---- the awaitable that is already complete ---- */
 
@@ -866,6 +867,87 @@ static PyObject *ex_send(ExchangeObject *ex, PyObject *msg) {
   return NULL;
 }
 
+/* ---- native fast path (flask_restful_async.asgi on this server) ---- */
+
+/* take_body(): the whole request body as bytes when all of it has arrived and none was
+ * received yet (it is then delivered: receive() gives http.disconnect later), else None and
+ * nothing changes (the caller uses receive()). */
+static PyObject *ex_take_body(ExchangeObject *ex, PyObject *unused) {
+  fra_req *r = ex->req;
+  if (ex->gone || !r || ex->complete || ex->body_delivered || !r->complete) Py_RETURN_NONE;
+  size_t avail = r->body_len - r->body_off;
+  PyObject *body = avail ? PyBytes_FromStringAndSize(r->body + r->body_off, (Py_ssize_t)avail)
+                         : Py_NewRef(ex->srv->st->empty_bytes);
+  if (!body) return NULL;
+  r->body_off = r->body_len = 0;
+  ex->body_delivered = 1;
+  if (ex->conn) fra_conn_body_consumed(ex->conn);
+  fra_srv_after_call(ex->srv);
+  return body;
+}
+
+/* cancel_on_disconnect(): from now on, a client that disconnects (or closes its side) while
+ * the handler runs cancels it, as task.cancel() would; `disconnected` tells afterwards. */
+static PyObject *ex_cancel_on_disconnect(ExchangeObject *ex, PyObject *unused) {
+  ex->cancel_on_gone = 1;
+  if (ex->gone && !ex->task_done) return ex_cancel(ex, ex->srv->st->empty_tuple, NULL);
+  Py_RETURN_NONE;
+}
+
+static PyObject *ex_disconnected(ExchangeObject *ex, void *unused) { return PyBool_FromLong(ex->gone); }
+
+/* A handler waiting on a future is cancelled because its client left. */
+static void ex_cancel_for_disconnect(ExchangeObject *ex) {
+  if (!ex->cancel_on_gone || ex->task_done || ex->kind != FRA_IF_ASGI) return;
+  ex->cancel_on_gone = 0;
+  PyObject *r = ex_cancel(ex, ex->srv->st->empty_tuple, NULL);
+  if (!r) PyErr_WriteUnraisable((PyObject *)ex);
+  Py_XDECREF(r);
+}
+
+/* respond(status, content_type, body): the whole response in one call, with Content-Length
+ * (what http.response.start + http.response.body would send, without the dicts). */
+static PyObject *ex_respond(ExchangeObject *ex, PyObject *const *args, Py_ssize_t n) {
+  if (n != 3) {
+    PyErr_SetString(PyExc_TypeError, "respond(status, content_type, body)");
+    return NULL;
+  }
+  long code = PyLong_AsLong(args[0]);
+  if (code == -1 && PyErr_Occurred()) return NULL;
+  if (code < 100 || code > 999) {
+    PyErr_Format(PyExc_ValueError, "invalid status %ld", code);
+    return NULL;
+  }
+  if (ex->started) {
+    PyErr_SetString(PyExc_RuntimeError, "http.response.start sent twice");
+    return NULL;
+  }
+  Py_buffer ct, body;
+  if (PyObject_GetBuffer(args[1], &ct, PyBUF_SIMPLE) < 0) return NULL;
+  if (PyObject_GetBuffer(args[2], &body, PyBUF_SIMPLE) < 0) {
+    PyBuffer_Release(&ct);
+    return NULL;
+  }
+  int rc = 0;
+  if (ex->gone || !ex->conn) {
+    /* The client is gone: the response goes nowhere, as with a closed socket. */
+    ex->started = 1;
+    ex->complete = 1;
+  } else {
+    rc = fra_ex_head_begin(ex, (int)code, NULL, 0);
+    if (rc == 0) rc = fra_ex_head_add(ex, "content-type", 12, ct.buf, (size_t)ct.len);
+    if (rc == 0) {
+      ex->started = 1;
+      rc = fra_ex_body(ex, body.buf, (size_t)body.len, 0);
+    }
+  }
+  PyBuffer_Release(&ct);
+  PyBuffer_Release(&body);
+  if (rc < 0) return NULL;
+  fra_ex_finish(ex);
+  Py_RETURN_NONE;
+}
+
 /* ---- task-like API used by asyncio (timeout, wait_for, current_task users) ---- */
 
 static PyObject *ex_cancel(ExchangeObject *ex, PyObject *args, PyObject *kw) {
@@ -927,12 +1009,18 @@ static PyMethodDef ex_methods[] = {
     {"get_coro", (PyCFunction)ex_get_coro, METH_NOARGS, NULL},
     {"get_name", (PyCFunction)ex_get_name, METH_NOARGS, NULL},
     {"get_context", (PyCFunction)ex_get_context, METH_NOARGS, NULL},
+    {"take_body", (PyCFunction)ex_take_body, METH_NOARGS, "The whole body if it has arrived, else None."},
+    {"cancel_on_disconnect", (PyCFunction)ex_cancel_on_disconnect, METH_NOARGS,
+     "Cancel the handler if the client disconnects."},
+    {"respond", (PyCFunction)(void (*)(void))ex_respond, METH_FASTCALL,
+     "respond(status, content_type, body): the whole response with Content-Length."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef ex_getset[] = {
     {"_fut_waiter", (getter)ex_fut_waiter, NULL, NULL, NULL},
     {"_must_cancel", (getter)ex_must_cancel, NULL, NULL, NULL},
+    {"disconnected", (getter)ex_disconnected, NULL, "Has the client gone?", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1034,6 +1122,7 @@ void fra_hook_disconnect(fra_conn *c) {
   }
   if (ex->recv_waiter) ex_resolve_recv(ex, disconnect_msg(ex->srv->st));
   if (ex->send_waiter) resolve(&ex->send_waiter, Py_None);
+  ex_cancel_for_disconnect(ex);
 }
 
 void fra_hook_drain(fra_conn *c) {
@@ -1060,6 +1149,7 @@ void fra_hook_close(fra_conn *c) {
   else {
     if (ex->recv_waiter) ex_resolve_recv(ex, disconnect_msg(ex->srv->st));
     if (ex->send_waiter) resolve(&ex->send_waiter, Py_None);
+    ex_cancel_for_disconnect(ex);
   }
   c->srv->nactive--;
   Py_DECREF(ex);

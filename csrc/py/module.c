@@ -85,6 +85,7 @@ static int module_exec(PyObject *m) {
   if (!(st->asgi_info = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.4"))) return -1;
   if (!(st->kw_context = Py_BuildValue("(s)", "context"))) return -1;
   if (!(st->empty_bytes = PyBytes_FromStringAndSize("", 0))) return -1;
+  if (!(st->empty_tuple = PyTuple_New(0))) return -1;
   if (!(st->wsgi_version = Py_BuildValue("(ii)", 1, 0))) return -1;
 
   st->ServerType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_server_spec, NULL);

@@ -16,7 +16,7 @@ typedef struct fra_state {
   PyObject *none_ready;                   /* awaitable that completes at once with None */
   PyObject *asgi_info;                    /* {"version": "3.0", "spec_version": "2.4"} */
   PyObject *kw_context;                   /* ("context",) */
-  PyObject *empty_bytes;
+  PyObject *empty_bytes, *empty_tuple;
   PyObject *hdr_names[40];                /* common header names, lower-case bytes */
   PyObject *methods[64];                  /* method strings by llhttp id */
   PyObject *wsgi_version, *str_http_1_1, *str_http_1_0, *str_HTTP_1_1, *str_HTTP_1_0;
@@ -69,7 +69,7 @@ typedef struct ExchangeObject {
   int status, num_cancels;
   uint8_t kind, started, head_sent, chunked, complete, task_done, gone, keep_alive, is_head,
       no_body, must_cancel, body_delivered, close_after, continue_sent, has_app_cl, own_req,
-      has_date, has_server, waiting, wflags, on_ready, finished;
+      has_date, has_server, waiting, wflags, on_ready, finished, cancel_on_gone;
   char inline_head[320];
 } ExchangeObject;
 
