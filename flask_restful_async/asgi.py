@@ -27,7 +27,7 @@ from flask_restful_async.dispatch import (await_view, handle_async, is_async_vie
                                           preprocess_request_async)
 from flask_restful_async.loops import server_loop
 from flask_restful_async.native import (_NOT_STARTED, DIRECT, THREAD, LoopWatchdog,
-                                        NativeRequestContext, Route, Router,
+                                        NativeRequestContext, Plan, Route, Router,
                                         blocked_loop_threshold, drive, follow,
                                         render_direct)
 from flask_restful_async.resources import AsyncResource
@@ -114,6 +114,7 @@ class _TooLarge(Exception):
 
 
 _UNSET: Any = object()
+_TOO_LARGE: Any = object()
 _RESOURCE_DISPATCH = AsyncResource._dispatch
 _GONE: Any = object()
 
@@ -205,23 +206,30 @@ class AsgiApp:
             return None
         return ctx
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = await receive()
-        if message["type"] != "http.request":
-            return  # the client left before its request was complete
-        body = message.get("body", b"")
+    async def _http(self, scope: Scope, receive: Receive, send: Send,
+                    body: Optional[bytes] = None) -> None:
+        """One HTTP request; `body`: the whole body, when the caller already has it."""
         limit = self.max_body_size
-        try:
-            if message.get("more_body", False):
-                body = await _read_body(receive, limit, body)
-            elif limit is not None and len(body) > limit:
-                raise _TooLarge()
-        except _TooLarge:
+        if body is None:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left before its request was complete
+            body = message.get("body", b"")
+            try:
+                if message.get("more_body", False):
+                    body = await _read_body(receive, limit, body)
+                elif limit is not None and len(body) > limit:
+                    raise _TooLarge()
+            except _TooLarge:
+                body = _TOO_LARGE
+            if body is None:
+                return
+        elif limit is not None and len(body) > limit:
+            body = _TOO_LARGE
+        if body is _TOO_LARGE:
             await send({"type": "http.response.start", "status": 413,
                         "headers": [(b"content-type", b"text/plain"), (b"connection", b"close")]})
             await send({"type": "http.response.body", "body": b"Request Entity Too Large"})
-            return
-        if body is None:
             return
         # compat.run_sync / run_async find the loop and the pool here; each request runs in
         # its own context copy (a task's, or the C exchange's), so no reset is needed
@@ -261,6 +269,112 @@ class AsgiApp:
         native_ctx = NativeRequestContext(app, scope, body, route, dict(route.view_args))
         await self._run_on_loop(self._handle(native_ctx, route, method),
                                 route.endpoint, native_ctx, receive, send)
+
+    # -- our server: the native entry ---------------------------------------------------
+
+    def server_entry(self, loop: asyncio.AbstractEventLoop) -> Callable[[Scope, Receive, Send], Any]:
+        """What flask_restful_async's own server calls for each request (its worker calls
+        this once, before serving, in the context every request's context is copied from).
+
+        It takes the ASGI arguments and returns the request's coroutine, like `__call__`,
+        but a plain AsyncResource request (no hooks to run first, no watchdog) becomes one
+        coroutine that calls the resource and answers through the exchange's own calls:
+        the body taken whole, the disconnect watched by the server, the JSON response
+        written in one call.  Everything else takes the ASGI path."""
+        server_loop.set(loop)
+        worker_executor.set(self.executor)
+        self._watchdog_for_app()
+        return self._server_call
+
+    def _server_call(self, scope: Scope, receive: Receive, send: Send) -> Any:
+        ex = receive.__self__  # the server's Exchange (receive is its bound method)
+        body = ex.take_body()
+        if body is None or (self.max_body_size is not None and len(body) > self.max_body_size):
+            return self._http(scope, receive, send, body)
+        app = self.app
+        if "wsgi_app" in app.__dict__ or self._watchdog is not None:
+            return self._http(scope, receive, send, body)
+        path = scope["path"]
+        root_path = scope["root_path"]
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path):]
+        method = scope["method"]
+        router = self._router
+        route = router._cache.get((method, path))
+        if route is None:
+            route = router.lookup(method, path)
+            if route is None:
+                return self._http(scope, receive, send, body)
+        plan = route.plan
+        if plan is None:
+            app._got_first_request = True  # (from now on Flask refuses new hooks)
+            plan = route.plan = Plan(app, route, method)
+        if not plan.direct or request_started.receivers:
+            return self._http(scope, receive, send, body)
+        ex.cancel_on_disconnect()
+        return self._direct(ex, NativeRequestContext(app, scope, body, route,
+                                                     dict(route.view_args)),
+                            route, plan, method, send)
+
+    async def _direct(self, ex: Any, ctx: NativeRequestContext, route: Route, plan: Plan,
+                      method: str, send: Send) -> None:
+        """A DIRECT route on our server: `_handle` + `_dispatch` + `_run_on_loop` in one
+        coroutine (hooks that run before the view are known to be absent)."""
+        app = self.app
+        error: Optional[BaseException] = None
+        direct = None
+        ctx.enter(plan)
+        try:
+            try:
+                try:
+                    resource = route.resource(*route.class_args, **route.class_kwargs)
+                    timeout = resource.timeout
+                    if timeout is None:
+                        timeout = route.api.timeout
+                    if not timeout and type(resource)._dispatch is _RESOURCE_DISPATCH:
+                        if resource.method_decorators:
+                            meth = resource._method(method)
+                        else:
+                            meth = getattr(resource, plan.attr, None)
+                            if meth is None:
+                                meth = resource._method(method)  # (its error)
+                        rv = meth(**ctx.view_args)
+                        if type(rv) is CoroutineType or isawaitable(rv):
+                            rv = await rv
+                        if resource.representations:
+                            rv = resource._represent(rv)
+                    else:
+                        rv = await resource._dispatch((), ctx.view_args, timeout, method)
+                    if type(rv) is dict or not isinstance(rv, ResponseBase):
+                        if type(rv) is tuple:
+                            data, code, headers = unpack(rv)
+                        else:
+                            data, code, headers = rv, 200, None
+                        direct = render_direct(route.api, app, method, data, code, headers)
+                        if direct is None or ctx.needs_response_object():
+                            direct = None
+                            rv = route.api.make_response(data, code, headers=headers or {})
+                except Exception as e:
+                    rv = app.handle_user_exception(e)
+                if direct is None:
+                    ctx.open_session()  # Flask's process_response saves it
+                    rv = app.finalize_request(rv)
+            except Exception as e:
+                error = e
+                direct = None
+                ctx.open_session()
+                rv = app.handle_exception(e)
+            except BaseException:  # cancellation: teardown sees it, then it propagates
+                error = sys.exc_info()[1]
+                raise
+        finally:
+            if error is not None and app.should_ignore_error(error):
+                error = None
+            ctx.leave(plan, error)
+        if direct is not None:
+            ex.respond(direct[0], b"application/json", direct[1])
+        else:
+            await self._send_response(rv, ctx.request.environ, send)
 
     async def _handle(self, ctx: NativeRequestContext, route: Route, method: str) -> Any:
         """`handle_async` for a NativeRequestContext: the response, or (status, JSON body)

@@ -34,8 +34,8 @@ from flask import Flask
 from flask.ctx import AppContext, RequestContext
 from flask.globals import _cv_app, _cv_request
 from flask.sessions import SecureCookieSessionInterface
-from flask.signals import appcontext_popped, appcontext_pushed, request_finished, \
-    request_tearing_down
+from flask.signals import appcontext_popped, appcontext_pushed, appcontext_tearing_down, \
+    request_finished, request_tearing_down
 from urllib.parse import parse_qsl
 
 from flask import Request as FlaskRequest
@@ -45,7 +45,7 @@ from werkzeug.routing.converters import DEFAULT_CONVERTERS
 
 from flask_restful_async.representations.json import output_json
 
-__all__ = ["entry_for", "Router", "Route", "NativeRequestContext", "NativeAppContext",
+__all__ = ["entry_for", "Router", "Route", "Plan", "NativeRequestContext", "NativeAppContext",
            "LightRequest", "parse_query_args", "render_direct", "json_dumps_default", "drive", "follow",
            "LoopWatchdog", "pool_size", "blocked_loop_threshold"]
 
@@ -130,7 +130,7 @@ class Route:
     without the view chain), ASYNC (a coroutine view chain on the loop) or THREAD."""
 
     __slots__ = ("rule", "endpoint", "view_args", "kind", "view", "names", "resource",
-                 "class_args", "class_kwargs", "api")
+                 "class_args", "class_kwargs", "api", "plan")
 
     def __init__(self, rule: Any, view_args: Dict[str, Any], kind: str, view: Any,
                  native: Optional[Tuple[Any, ...]]) -> None:
@@ -150,6 +150,35 @@ class Route:
             _, self.api, self.resource, self.class_args, self.class_kwargs = native
         else:
             self.api = self.resource = self.class_args = self.class_kwargs = None
+        self.plan: Optional[Plan] = None
+
+
+class Plan:
+    """What Flask would run around a route's view, read once the app has handled a request
+    (Flask then refuses new hooks and blueprints, so these registries no longer change).
+    Signals can still be connected at any time: they are checked per request."""
+
+    __slots__ = ("direct", "teardown", "after", "plain_app_ctx", "attr")
+
+    def __init__(self, app: Flask, route: Route, method: str) -> None:
+        names = route.names
+        before = app.before_request_funcs
+        url_value = app.url_value_preprocessors
+        preprocess = (type(app).preprocess_request is not Flask.preprocess_request
+                      or any(before.get(n) or url_value.get(n) for n in names))
+        #: the resource can be called with nothing run before it
+        self.direct = (route.kind is DIRECT and not preprocess
+                       and not (method == "OPTIONS"
+                                and getattr(route.rule, "provide_automatic_options", False)))
+        #: teardown_request functions for this route
+        self.teardown = any(app.teardown_request_funcs.get(n) for n in names)
+        #: after_request functions for this route
+        self.after = any(app.after_request_funcs.get(n) for n in names)
+        #: the app context is Flask's, with no teardown_appcontext functions
+        self.plain_app_ctx = (type(app).app_context is Flask.app_context
+                              and not app.teardown_appcontext_funcs)
+        #: the resource method's name (HEAD: "head", Resource._method falls back to "get")
+        self.attr = method.lower()
 
 
 class Router:
@@ -220,9 +249,11 @@ class NativeAppContext(AppContext):
     def __init__(self, app: Flask) -> None:
         # (AppContext.__init__ is not called: it makes what this class defers)
         self.app = app
-        self._cv_tokens = []
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_cv_tokens":
+            tokens = self._cv_tokens = []
+            return tokens
         if name == "g":
             g = self.g = self.app.app_ctx_globals_class()
             return g
@@ -236,6 +267,10 @@ class NativeRequestContext(RequestContext):
     """A Flask request context whose request object, URL adapter and session are made on
     first use.  The route is already matched (the Router did it)."""
 
+    flashes = None
+    _session = None
+    _entered: Any = None  # (request token, app context made here or None, app token)
+
     def __init__(self, app: Flask, scope: Dict[str, Any], body: bytes, route: Route,
                  view_args: Dict[str, Any]) -> None:
         # (RequestContext.__init__ is not called: it builds what this class defers)
@@ -244,14 +279,14 @@ class NativeRequestContext(RequestContext):
         self.body = body
         self.route = route
         self.view_args = view_args
-        self.flashes = None
-        self._session = None
-        self._after_request_functions: List[Any] = []
-        self._cv_tokens: List[Any] = []
 
     def __getattr__(self, name: str) -> Any:
         # only called for attributes not yet made: each is made once, then is a plain
         # instance attribute
+        if name == "_after_request_functions" or name == "_cv_tokens":
+            value: List[Any] = []
+            setattr(self, name, value)
+            return value
         if name == "request":
             from flask_restful_async.asgi import build_environ
 
@@ -352,8 +387,8 @@ class NativeRequestContext(RequestContext):
             if clear_request and request is not None:
                 request.environ["werkzeug.request"] = None
             if app_ctx is not None:
-                if (appcontext_popped.receivers or app.teardown_appcontext_funcs
-                        or len(app_ctx._cv_tokens) != 1):
+                if (appcontext_popped.receivers or appcontext_tearing_down.receivers
+                        or app.teardown_appcontext_funcs or len(app_ctx._cv_tokens) != 1):
                     app_ctx.pop(exc)
                 else:
                     _cv_app.reset(app_ctx._cv_tokens.pop())
@@ -361,19 +396,65 @@ class NativeRequestContext(RequestContext):
                 raise AssertionError("Popped wrong request context. (%r instead of %r)"
                                      % (ctx, self))
 
+    def enter(self, plan: Plan) -> None:
+        """`push()` for a request on our server's native path (`plan` from its route): the
+        same context variables set, with no bookkeeping for nested pushes."""
+        app_ctx = _cv_app.get(None)
+        if app_ctx is None or app_ctx.app is not self.app:
+            app = self.app
+            if plan.plain_app_ctx and not appcontext_pushed.receivers:
+                app_ctx = NativeAppContext(app)
+                self._entered = (_cv_request.set(self), app_ctx, _cv_app.set(app_ctx))
+                return
+            app_ctx = NativeAppContext(app) if type(app).app_context is Flask.app_context \
+                else app.app_context()
+            app_ctx.push()
+            self._entered = (_cv_request.set(self), app_ctx, None)
+            return
+        self._entered = (_cv_request.set(self), None, None)
+
+    def leave(self, plan: Plan, exc: Optional[BaseException]) -> None:
+        """`pop(exc)` for a context made current by `enter`."""
+        app = self.app
+        token, app_ctx, app_token = self._entered
+        try:
+            if plan.teardown or request_tearing_down.receivers:
+                app.do_teardown_request(exc)
+            request = self.__dict__.get("request")
+            if request is not None:
+                request.close()
+        finally:
+            _cv_request.reset(token)
+            if request is not None:
+                request.environ["werkzeug.request"] = None
+            if app_ctx is not None:
+                if app_token is not None and not (appcontext_popped.receivers
+                                                  or appcontext_tearing_down.receivers):
+                    _cv_app.reset(app_token)
+                else:
+                    if app_token is not None:
+                        app_ctx._cv_tokens.append(app_token)
+                    app_ctx.pop(exc)
+
     def needs_response_object(self) -> bool:
         """Would Flask do anything with the response object after the view (after-request
         hooks, a session to save, request_finished receivers)?"""
         app = self.app
-        if self._after_request_functions or request_finished.receivers:
+        plan = self.route.plan
+        if self.__dict__.get("_after_request_functions") or request_finished.receivers:
             return True
-        funcs = app.after_request_funcs
-        for name in self.route.names:
-            if funcs.get(name):
+        if plan is not None:
+            if plan.after:
                 return True
+        else:
+            funcs = app.after_request_funcs
+            for name in self.route.names:
+                if funcs.get(name):
+                    return True
         if self._session is not None:
             return not app.session_interface.is_null_session(self._session)
-        if app.secret_key is None and not app.config.get("SECRET_KEY_FALLBACKS"):
+        config = app.config
+        if config["SECRET_KEY"] is None and not config.get("SECRET_KEY_FALLBACKS"):
             return False  # the default interface opens no session without a key
         if type(app.session_interface) is not SecureCookieSessionInterface:
             return True
@@ -578,17 +659,22 @@ def render_direct(api: Any, app: Flask, method: str, data: Any, code: Any,
             or code in (204, 304):
         return None
     representations = api.representations
-    if api.default_mediatype != "application/json" or len(representations) != 1 \
+    if len(representations) != 1 or api.default_mediatype != "application/json" \
             or representations.get("application/json") is not output_json:
         return None  # the Accept header chooses (or a custom JSON writer): the full path
     config = app.config
-    settings = config.get("RESTFUL_JSON", {})
-    if app.debug:
-        settings = dict(settings)
+    settings = config.get("RESTFUL_JSON")
+    if config["DEBUG"]:  # (app.debug)
+        settings = dict(settings or ())
         settings.setdefault("indent", 4)
         settings.setdefault("sort_keys", False)
     elif not settings:
-        return code, (json_dumps_default(data) + "\n").encode("utf-8")
+        if _encode_default is not None:
+            try:
+                return code, ("".join(_encode_default(data, 0)) + "\n").encode("utf-8")
+            except Exception:
+                pass
+        return code, (dumps(data) + "\n").encode("utf-8")
     return code, (dumps(data, **settings) + "\n").encode("utf-8")
 
 

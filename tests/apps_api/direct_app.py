@@ -1,0 +1,150 @@
+"""A flask-restful app with no hook that runs before the view, so its AsyncResource routes
+take our server's one-coroutine path (AsgiApp._direct).  Served with --interface auto, as a
+user would run it.
+
+Bookkeeping: GET /__state__ (a sync resource, answered from the pool) returns `state`.
+Each async resource reports `path`: the name of the coroutine that awaited it ("_direct" on
+the one-coroutine path, "_dispatch" on the general one).
+"""
+import asyncio
+import sys
+import threading
+
+from flask import Flask, after_this_request, appcontext_tearing_down, g, request, session
+
+from flask_restful_async import Api, AsyncResource, Resource, abort, fields, marshal, reqparse
+
+app = Flask(__name__)
+state = {"events": [], "teardown": [], "appctx_teardown": 0}
+_lock = threading.Lock()
+
+
+def event(name):
+    with _lock:
+        state["events"].append(name)
+
+
+def caller():
+    """The coroutine that awaits the resource method (see the module docstring)."""
+    return sys._getframe(2).f_code.co_name
+
+
+class Unavailable(Exception):
+    pass
+
+
+api = Api(app, errors={"Unavailable": {"status": 503, "message": "try later"}})
+parser = reqparse.RequestParser()
+parser.add_argument("verbose", type=int, location="args", default=0)
+body_parser = reqparse.RequestParser()
+body_parser.add_argument("name", type=str, location="json", required=True)
+ITEM = {"id": fields.Integer, "name": fields.String, "verbose": fields.Integer}
+
+
+@app.teardown_request
+def teardown(exc):
+    with _lock:
+        state["teardown"].append((request.path, type(exc).__name__ if exc else None))
+
+
+def on_appctx_teardown(sender, **extra):
+    with _lock:
+        state["appctx_teardown"] += 1
+
+
+appcontext_tearing_down.connect(on_appctx_teardown, app)
+
+
+class State(Resource):
+    def get(self):
+        with _lock:
+            return dict(state)
+
+
+class Item(AsyncResource):
+    async def get(self, item_id):
+        path = caller()
+        args = parser.parse_args()
+        await asyncio.sleep(0.001)
+        return {**marshal({"id": item_id, "name": "item", "verbose": args["verbose"]}, ITEM),
+                "path": path}
+
+    async def post(self, item_id):
+        path = caller()
+        args = body_parser.parse_args()
+        await asyncio.sleep(0)
+        return {"id": item_id, "name": args["name"], "size": len(request.get_data()),
+                "path": path}, 201
+
+    async def put(self, item_id):
+        """Echoes the size of the body, read whole however it arrived."""
+        await asyncio.sleep(0)
+        return {"size": len(request.get_data()), "path": caller()}
+
+
+class Shaped(AsyncResource):
+    """Results that need Flask's Response object: headers, after_this_request, session."""
+
+    async def get(self, kind):
+        path = caller()
+        await asyncio.sleep(0)
+        if kind == "headers":
+            return {"kind": kind, "path": path}, 202, {"X-Extra": "1"}
+        if kind == "after":
+            @after_this_request
+            def tag(response):
+                response.headers["X-After-This"] = "yes"
+                return response
+            return {"kind": kind, "path": path}
+        if kind == "session":
+            session["n"] = session.get("n", 0) + 1
+            return {"kind": kind, "n": session["n"], "path": path}
+        g.seen = kind
+        return {"kind": g.seen, "path": path}
+
+
+class Failing(AsyncResource):
+    async def get(self, kind):
+        await asyncio.sleep(0)
+        if kind == "abort":
+            abort(404, message="no such thing")
+        if kind == "errors-dict":
+            raise Unavailable()
+        raise RuntimeError("boom in direct path")
+
+
+class Hang(AsyncResource):
+    """Waits until the client leaves (then CancelledError arrives here)."""
+
+    async def get(self):
+        tag = request.args["tag"]
+        event("hang:start:" + tag)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            event("hang:cancelled:" + tag)
+            raise
+        finally:
+            event("hang:finally:" + tag)
+        return {"never": True}
+
+
+class Slow(AsyncResource):
+    timeout = 0.2
+
+    async def get(self):
+        try:
+            await asyncio.sleep(30)
+        finally:
+            event("slow:finally")
+
+
+api.add_resource(State, "/__state__")
+api.add_resource(Item, "/items/<int:item_id>")
+api.add_resource(Shaped, "/shaped/<kind>")
+api.add_resource(Failing, "/fail/<kind>")
+api.add_resource(Hang, "/hang")
+api.add_resource(Slow, "/slow")
+
+# a session needs a key; set after the routes, as apps often do from their config
+app.secret_key = "direct-secret"
