@@ -37,6 +37,7 @@ BAD_FLAGS = [
     (["--log-level", "verbose"], "--log-level", "one of critical, error, warning, info, debug"),
     (["--app-dir", "/nonexistent/dir"], "--app-dir", "an existing directory"),
     (["--root-path", "api"], "--root-path", "starts with /"),
+    (["--gc", "off"], "--gc", "one of tuned, python"),
     (["--host", ""], "--host", "a non-empty string"),
     (["--uds", "/tmp/x.sock", "--fd", "0"], "--uds and --fd", "cannot be used together"),
     (["--port"], "--port", "expected one argument"),
@@ -63,6 +64,7 @@ BAD_ENV = [
     ("FRA_RELOAD", "sometimes", "one of 1, true"),
     ("FRA_INTERFACE", "rsgi", "one of auto, asgi, wsgi"),
     ("FRA_LOG_LEVEL", "loud", "one of critical"),
+    ("FRA_GC", "none", "one of tuned, python"),
     ("FRA_APP", "no_colon", "MODULE:ATTR"),
 ]
 
@@ -247,3 +249,35 @@ def test_port_in_use_is_reported(launch):
     finally:
         busy.close()
 
+
+
+# --- the garbage collector (--gc) ----------------------------------------------------------
+
+def _gc_settings(launch, spec, *flags):
+    server = launch(*app_args(spec, *flags))
+    return request(server.address()).json()
+
+
+def test_gc_tuned_by_default_freezes_and_raises_the_young_threshold(launch):
+    import gc
+
+    from flask_restful_async.server.worker import TUNED_GC_THRESHOLD
+
+    settings = _gc_settings(launch, "gc_app:app")
+    assert settings["enabled"] is True
+    assert settings["threshold"] == [TUNED_GC_THRESHOLD] + list(gc.get_threshold()[1:])
+    assert settings["frozen"] > 1000  # the modules and the app loaded before serving
+
+
+def test_gc_python_leaves_the_collector_alone(launch):
+    import gc
+
+    settings = _gc_settings(launch, "gc_app:app", "--gc", "python")
+    assert settings["threshold"] == list(gc.get_threshold())
+    assert settings["frozen"] == 0
+
+
+def test_gc_tuned_keeps_thresholds_the_app_set(launch):
+    settings = _gc_settings(launch, "gc_own_app:app")
+    assert settings["threshold"] == [1234, 5, 6]
+    assert settings["frozen"] > 1000

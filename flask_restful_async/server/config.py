@@ -55,6 +55,7 @@ class Config:
     app_dir: str = "."
     reload: bool = False
     root_path: str = ""
+    gc: str = "tuned"
 
     @property
     def supervised(self) -> bool:
@@ -228,6 +229,10 @@ OPTIONS: tuple[Option, ...] = (
            "(development)", switch=True),
     Option("root_path", root_path, "ASGI root_path / WSGI SCRIPT_NAME the app is mounted at",
            "PATH"),
+    Option("gc", choice("tuned", "python"), "garbage collector: tuned = after the app is "
+           "loaded, freeze what it made (gc.freeze) and raise the young generation's threshold "
+           "to 10000 unless the app set its own; python = leave it as Python sets it",
+           "{tuned,python}"),
 )
 
 APP_OPTION = Option("app", app_spec, "the app to serve, MODULE:ATTR (ATTR may be a dotted "
