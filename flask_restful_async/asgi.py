@@ -478,7 +478,8 @@ class AsgiApp:
         if result is _GONE:
             return  # the client left and the handler was cancelled: nothing to send
         if type(result) is tuple:
-            status, body = result
+            status, text = result
+            body = text.encode("utf-8")
             await send({"type": "http.response.start", "status": status,
                         "headers": [(b"content-type", b"application/json"),
                                     (b"content-length", b"%d" % len(body))]})

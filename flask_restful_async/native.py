@@ -417,6 +417,7 @@ class NativeRequestContext(RequestContext):
         """`pop(exc)` for a context made current by `enter`."""
         app = self.app
         token, app_ctx, app_token = self._entered
+        request = None
         try:
             if plan.teardown or request_tearing_down.receivers:
                 app.do_teardown_request(exc)
@@ -652,9 +653,10 @@ def json_dumps_default(data: Any) -> str:
 
 
 def render_direct(api: Any, app: Flask, method: str, data: Any, code: Any,
-                  headers: Any) -> Optional[Tuple[int, bytes]]:
-    """(status, JSON body) when Api.make_response would give a plain JSON response that
-    needs no Response object: else None (the caller builds the Response)."""
+                  headers: Any) -> Optional[Tuple[int, str]]:
+    """(status, JSON text) when Api.make_response would give a plain JSON response that
+    needs no Response object (the body is the text in UTF-8): else None (the caller builds
+    the Response)."""
     if headers or method == "HEAD" or type(code) is not int or code < 200 \
             or code in (204, 304):
         return None
@@ -671,11 +673,11 @@ def render_direct(api: Any, app: Flask, method: str, data: Any, code: Any,
     elif not settings:
         if _encode_default is not None:
             try:
-                return code, ("".join(_encode_default(data, 0)) + "\n").encode("utf-8")
+                return code, "".join(_encode_default(data, 0)) + "\n"
             except Exception:
                 pass
-        return code, (dumps(data) + "\n").encode("utf-8")
-    return code, (dumps(data, **settings) + "\n").encode("utf-8")
+        return code, dumps(data) + "\n"
+    return code, dumps(data, **settings) + "\n"
 
 
 # -- stepping the handler -----------------------------------------------------------------

@@ -906,7 +906,8 @@ static void ex_cancel_for_disconnect(ExchangeObject *ex) {
 }
 
 /* respond(status, content_type, body): the whole response in one call, with Content-Length
- * (what http.response.start + http.response.body would send, without the dicts). */
+ * (what http.response.start + http.response.body would send, without the dicts).  body is
+ * bytes-like, or str sent as UTF-8. */
 static PyObject *ex_respond(ExchangeObject *ex, PyObject *const *args, Py_ssize_t n) {
   if (n != 3) {
     PyErr_SetString(PyExc_TypeError, "respond(status, content_type, body)");
@@ -924,7 +925,15 @@ static PyObject *ex_respond(ExchangeObject *ex, PyObject *const *args, Py_ssize_
   }
   Py_buffer ct, body;
   if (PyObject_GetBuffer(args[1], &ct, PyBUF_SIMPLE) < 0) return NULL;
-  if (PyObject_GetBuffer(args[2], &body, PyBUF_SIMPLE) < 0) {
+  if (PyUnicode_Check(args[2])) {
+    /* text: sent as UTF-8 (for ASCII text, the string's own buffer) */
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(args[2], &n);
+    if (!u || PyBuffer_FillInfo(&body, args[2], (void *)u, n, 1, PyBUF_SIMPLE) < 0) {
+      PyBuffer_Release(&ct);
+      return NULL;
+    }
+  } else if (PyObject_GetBuffer(args[2], &body, PyBUF_SIMPLE) < 0) {
     PyBuffer_Release(&ct);
     return NULL;
   }
@@ -1013,7 +1022,7 @@ static PyMethodDef ex_methods[] = {
     {"cancel_on_disconnect", (PyCFunction)ex_cancel_on_disconnect, METH_NOARGS,
      "Cancel the handler if the client disconnects."},
     {"respond", (PyCFunction)(void (*)(void))ex_respond, METH_FASTCALL,
-     "respond(status, content_type, body): the whole response with Content-Length."},
+     "respond(status, content_type, body): the whole response with Content-Length; a str body is sent as UTF-8."},
     {NULL, NULL, 0, NULL},
 };
 

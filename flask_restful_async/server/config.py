@@ -231,7 +231,7 @@ OPTIONS: tuple[Option, ...] = (
            "PATH"),
     Option("gc", choice("tuned", "python"), "garbage collector: tuned = after the app is "
            "loaded, freeze what it made (gc.freeze) and raise the young generation's threshold "
-           "to 10000 unless the app set its own; python = leave it as Python sets it",
+           "to 50000 unless the app set its own; python = leave it as Python sets it",
            "{tuned,python}"),
 )
 

@@ -65,7 +65,7 @@ def remove_stale_unix_socket(path: str) -> None:
 #: the collector's thresholds as the interpreter set them (read before any app is imported)
 _PYTHON_GC_THRESHOLD = gc.get_threshold()
 #: the young generation's threshold with --gc tuned
-TUNED_GC_THRESHOLD = 10000
+TUNED_GC_THRESHOLD = 50000
 
 
 def tune_gc(mode: str) -> None:
