@@ -11,6 +11,7 @@ coroutine (CancelledError reaches the handler, teardown runs).
 """
 import asyncio
 import contextvars
+import types
 import io
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -272,52 +273,53 @@ class AsgiApp:
 
     # -- our server: the native entry ---------------------------------------------------
 
-    def server_entry(self, loop: asyncio.AbstractEventLoop) -> Callable[[Scope, Receive, Send], Any]:
+    def server_entry(self, loop: asyncio.AbstractEventLoop) -> Callable[[Any], Any]:
         """What flask_restful_async's own server calls for each request (its worker calls
-        this once, before serving, in the context every request's context is copied from).
+        this once, before serving, in the context every request's context is copied from,
+        and serves with interface "native").
 
-        It takes the ASGI arguments and returns the request's coroutine, like `__call__`,
-        but a plain AsyncResource request (no hooks to run first, no watchdog) becomes one
-        coroutine that calls the resource and answers through the exchange's own calls:
-        the body taken whole, the disconnect watched by the server, the JSON response
-        written in one call.  Everything else takes the ASGI path."""
+        It is called with the server's exchange (the request) and returns the request's
+        coroutine.  A plain AsyncResource request (no hooks to run first, no watchdog)
+        becomes one coroutine that calls the resource and answers through the exchange's
+        own calls: the body taken whole, the disconnect watched by the server, the JSON
+        response written in one call, the ASGI scope made only if something reads it.
+        Everything else takes the ASGI path (`_http`) with the exchange's scope, receive
+        and send."""
         server_loop.set(loop)
         worker_executor.set(self.executor)
         self._watchdog_for_app()
         return self._server_call
 
-    def _server_call(self, scope: Scope, receive: Receive, send: Send) -> Any:
-        ex = receive.__self__  # the server's Exchange (receive is its bound method)
+    def _server_call(self, ex: Any) -> Any:
         body = ex.take_body()
-        if body is None or (self.max_body_size is not None and len(body) > self.max_body_size):
-            return self._http(scope, receive, send, body)
         app = self.app
-        if "wsgi_app" in app.__dict__ or self._watchdog is not None:
-            return self._http(scope, receive, send, body)
-        path = scope["path"]
-        root_path = scope["root_path"]
+        if (body is None or (self.max_body_size is not None and len(body) > self.max_body_size)
+                or "wsgi_app" in app.__dict__ or self._watchdog is not None):
+            return self._http(ex.scope(), ex.receive, ex.send, body)
+        path = ex.path
+        root_path = ex.root_path
         if root_path and path.startswith(root_path):
             path = path[len(root_path):]
-        method = scope["method"]
+        method = ex.method
         router = self._router
         route = router._cache.get((method, path))
         if route is None:
             route = router.lookup(method, path)
             if route is None:
-                return self._http(scope, receive, send, body)
+                return self._http(ex.scope(), ex.receive, ex.send, body)
         plan = route.plan
         if plan is None:
             app._got_first_request = True  # (from now on Flask refuses new hooks)
             plan = route.plan = Plan(app, route, method)
         if not plan.direct or request_started.receivers:
-            return self._http(scope, receive, send, body)
+            return self._http(ex.scope(), ex.receive, ex.send, body)
         ex.cancel_on_disconnect()
-        return self._direct(ex, NativeRequestContext(app, scope, body, route,
-                                                     dict(route.view_args)),
-                            route, plan, method, send)
+        return self._direct(ex, NativeRequestContext(app, None, body, route,
+                                                     dict(route.view_args), ex),
+                            route, plan, method)
 
     async def _direct(self, ex: Any, ctx: NativeRequestContext, route: Route, plan: Plan,
-                      method: str, send: Send) -> None:
+                      method: str) -> None:
         """A DIRECT route on our server: `_handle` + `_dispatch` + `_run_on_loop` in one
         coroutine (hooks that run before the view are known to be absent)."""
         app = self.app
@@ -374,7 +376,7 @@ class AsgiApp:
         if direct is not None:
             ex.respond(direct[0], b"application/json", direct[1])
         else:
-            await self._send_response(rv, ctx.request.environ, send)
+            await self._send_response(rv, ctx.request.environ, ex.send)
 
     async def _handle(self, ctx: NativeRequestContext, route: Route, method: str) -> Any:
         """`handle_async` for a NativeRequestContext: the response, or (status, JSON body)
@@ -649,3 +651,16 @@ def asgi(app: Any, **options: Any) -> AsgiApp:
     if isinstance(app, Api):
         app = app.blueprint_setup.app if app.blueprint_setup is not None else app.app
     return AsgiApp(app, **options)
+
+
+class _CallableModule(types.ModuleType):
+    """Importing this submodule binds `flask_restful_async.asgi` to the module, shadowing
+    the `asgi()` function the package exports under the same name; calling the module does
+    what the function does, so `from flask_restful_async import asgi; asgi(app)` works
+    whichever of the two the name holds."""
+
+    def __call__(self, app: Any, **options: Any) -> AsgiApp:
+        return asgi(app, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -271,11 +271,16 @@ class NativeRequestContext(RequestContext):
     _session = None
     _entered: Any = None  # (request token, app context made here or None, app token)
 
-    def __init__(self, app: Flask, scope: Dict[str, Any], body: bytes, route: Route,
-                 view_args: Dict[str, Any]) -> None:
+    def __init__(self, app: Flask, scope: Optional[Dict[str, Any]], body: bytes, route: Route,
+                 view_args: Dict[str, Any], exchange: Any = None) -> None:
+        """`scope`: the ASGI scope; or None with `exchange`, our server's exchange, which
+        makes it when it is first read."""
         # (RequestContext.__init__ is not called: it builds what this class defers)
         self.app = app
-        self.scope = scope
+        if scope is not None:
+            self.scope = scope
+        else:
+            self._exchange = exchange
         self.body = body
         self.route = route
         self.view_args = view_args
@@ -283,6 +288,9 @@ class NativeRequestContext(RequestContext):
     def __getattr__(self, name: str) -> Any:
         # only called for attributes not yet made: each is made once, then is a plain
         # instance attribute
+        if name == "scope":
+            scope = self.scope = self._exchange.scope()
+            return scope
         if name == "_after_request_functions" or name == "_cv_tokens":
             value: List[Any] = []
             setattr(self, name, value)

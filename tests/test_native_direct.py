@@ -168,3 +168,14 @@ def test_pipelined_requests_answer_in_order(srv):
         c.send(b"".join(request_bytes("GET", "/items/%d" % i) for i in range(5)))
         ids = [c.read_response().json()["id"] for _ in range(5)]
     assert ids == list(range(5))
+
+
+def test_a_task_reads_the_request_after_the_response(srv):
+    """The scope is made lazily on this path; a task that outlives the response still sees
+    the request."""
+    mark = len(srv.log)
+    r = h11_get(srv.port, "/later?q=kept", headers=[("user-agent", "later-test")])
+    assert r.status == 200
+    st = wait_state(srv.port, lambda s: (s.get("later") or {}).get("q") == "kept")
+    assert st["later"] == {"q": "kept", "path": "/later", "ua": "later-test"}
+    assert "Traceback" not in srv.log[mark:]

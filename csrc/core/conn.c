@@ -367,7 +367,7 @@ void fra_conn_finish(fra_conn *c, int keep_alive, int status, uint64_t bytes) {
   c->active = NULL;
   if (!r->complete || (c->flags & (FRA_C_EOF | FRA_C_GONE | FRA_C_CLOSING)) || s->shutting_down) keep_alive = 0;
   c->parser.req = NULL;
-  fra_server_release_req(s, r);
+  if (!r->retained) fra_server_release_req(s, r);
   if (c->flags & FRA_C_CLOSING) return;
   if (!keep_alive) {
     linger_close(c);

@@ -120,7 +120,10 @@ ExchangeObject *fra_exchange_new(ServerObject *so, fra_conn *c) {
 /* The request is released once nothing can read it: at finish when the connection lives
  * (fra_conn_finish does it), or here when the connection went first. */
 static void ex_drop_req(ExchangeObject *ex) {
-  if (ex->req && ex->own_req) fra_server_release_req(&ex->srv->core, ex->req);
+  if (ex->req && ex->own_req) {
+    ex->req->retained = 0;
+    fra_server_release_req(&ex->srv->core, ex->req);
+  }
   ex->req = NULL;
   ex->own_req = 0;
 }
@@ -134,6 +137,7 @@ static int ex_traverse(ExchangeObject *ex, visitproc visit, void *arg) {
   Py_VISIT(ex->recv_waiter);
   Py_VISIT(ex->send_waiter);
   Py_VISIT(ex->cancel_msg);
+  Py_VISIT(ex->scope);
   Py_VISIT(ex->wakeup_cb);
   Py_VISIT(ex->step_cb);
   Py_VISIT(ex->outq);
@@ -147,6 +151,7 @@ static int ex_clear(ExchangeObject *ex) {
   Py_CLEAR(ex->recv_waiter);
   Py_CLEAR(ex->send_waiter);
   Py_CLEAR(ex->cancel_msg);
+  Py_CLEAR(ex->scope);
   Py_CLEAR(ex->wakeup_cb);
   Py_CLEAR(ex->step_cb);
   Py_CLEAR(ex->outq);
@@ -441,11 +446,18 @@ void fra_ex_finish(ExchangeObject *ex) {
     return;
   }
   ex->conn = NULL;
-  ex->req = NULL; /* fra_conn_finish releases it */
+  if (ex->srv->native && !ex->scope && ex->req && ex->req == c->parser.req) {
+    /* The native entry makes the scope on demand: whatever still holds the request (a task
+     * the handler started) can still read it, so the request stays ours until we go. */
+    ex->req->retained = 1;
+    ex->own_req = 1;
+  } else {
+    ex->req = NULL; /* fra_conn_finish releases it */
+  }
   int abort = ex->wflags & FRA_W_ABORT;
   c->active = NULL;
   if (abort) {
-    fra_server_release_req(&ex->srv->core, c->parser.req);
+    if (!c->parser.req->retained) fra_server_release_req(&ex->srv->core, c->parser.req);
     c->parser.req = NULL;
     c->srv->nactive--;
     fra_conn_abort(c);
@@ -886,6 +898,31 @@ static PyObject *ex_take_body(ExchangeObject *ex, PyObject *unused) {
   return body;
 }
 
+static int need_req(ExchangeObject *ex) {
+  if (ex->req) return 0;
+  PyErr_SetString(PyExc_RuntimeError, "the request is no longer available");
+  return -1;
+}
+
+/* scope(): the ASGI scope (made on first call, then the same dict). */
+static PyObject *ex_scope(ExchangeObject *ex, PyObject *unused) {
+  if (!ex->scope) {
+    if (need_req(ex) < 0) return NULL;
+    ex->scope = fra_build_scope(ex);
+  }
+  return Py_XNewRef(ex->scope);
+}
+
+static PyObject *ex_get_method(ExchangeObject *ex, void *unused) {
+  return need_req(ex) < 0 ? NULL : fra_scope_method(ex);
+}
+
+static PyObject *ex_get_path(ExchangeObject *ex, void *unused) {
+  return need_req(ex) < 0 ? NULL : fra_scope_path(ex);
+}
+
+static PyObject *ex_get_root_path(ExchangeObject *ex, void *unused) { return Py_NewRef(ex->srv->root_path); }
+
 /* cancel_on_disconnect(): from now on, a client that disconnects (or closes its side) while
  * the handler runs cancels it, as task.cancel() would; `disconnected` tells afterwards. */
 static PyObject *ex_cancel_on_disconnect(ExchangeObject *ex, PyObject *unused) {
@@ -1019,6 +1056,7 @@ static PyMethodDef ex_methods[] = {
     {"get_name", (PyCFunction)ex_get_name, METH_NOARGS, NULL},
     {"get_context", (PyCFunction)ex_get_context, METH_NOARGS, NULL},
     {"take_body", (PyCFunction)ex_take_body, METH_NOARGS, "The whole body if it has arrived, else None."},
+    {"scope", (PyCFunction)ex_scope, METH_NOARGS, "The ASGI scope (made on first call)."},
     {"cancel_on_disconnect", (PyCFunction)ex_cancel_on_disconnect, METH_NOARGS,
      "Cancel the handler if the client disconnects."},
     {"respond", (PyCFunction)(void (*)(void))ex_respond, METH_FASTCALL,
@@ -1030,6 +1068,9 @@ static PyGetSetDef ex_getset[] = {
     {"_fut_waiter", (getter)ex_fut_waiter, NULL, NULL, NULL},
     {"_must_cancel", (getter)ex_must_cancel, NULL, NULL, NULL},
     {"disconnected", (getter)ex_disconnected, NULL, "Has the client gone?", NULL},
+    {"method", (getter)ex_get_method, NULL, "scope['method']", NULL},
+    {"path", (getter)ex_get_path, NULL, "scope['path']", NULL},
+    {"root_path", (getter)ex_get_root_path, NULL, "scope['root_path']", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1067,12 +1108,19 @@ static void asgi_start(ExchangeObject *ex) {
   PyObject *scope = NULL, *recv = NULL, *send = NULL;
   ex->ctx = PyContext_Copy(so->base_ctx);
   if (!ex->ctx || PyContext_Enter(ex->ctx) < 0) goto failed;
-  scope = fra_build_scope(ex);
-  recv = scope ? PyCFunction_New(&receive_def, (PyObject *)ex) : NULL;
-  send = recv ? PyCFunction_New(&send_def, (PyObject *)ex) : NULL;
-  if (send) {
-    PyObject *args[3] = {scope, recv, send};
-    ex->coro = PyObject_Vectorcall(so->app, args, 3, NULL);
+  if (so->native) {
+    /* the native entry (flask_restful_async.asgi.AsgiApp.server_entry) takes the exchange
+     * and asks for the scope, receive and send only if it needs them */
+    PyObject *args[1] = {(PyObject *)ex};
+    ex->coro = PyObject_Vectorcall(so->app, args, 1, NULL);
+  } else {
+    scope = fra_build_scope(ex);
+    recv = scope ? PyCFunction_New(&receive_def, (PyObject *)ex) : NULL;
+    send = recv ? PyCFunction_New(&send_def, (PyObject *)ex) : NULL;
+    if (send) {
+      PyObject *args[3] = {scope, recv, send};
+      ex->coro = PyObject_Vectorcall(so->app, args, 3, NULL);
+    }
   }
   Py_XDECREF(scope);
   Py_XDECREF(recv);

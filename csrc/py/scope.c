@@ -147,6 +147,15 @@ static PyObject *decoded_path(const char *p, size_t n, const char *errors, int l
     Py_DECREF(_v);                                     \
   } while (0)
 
+PyObject *fra_scope_path(ExchangeObject *ex) {
+  const char *path, *query;
+  size_t plen, qlen;
+  split_target(ex->req, &path, &plen, &query, &qlen);
+  return decoded_path(path, plen, "replace", 0);
+}
+
+PyObject *fra_scope_method(ExchangeObject *ex) { return method_str(ex->srv->st, ex->req); }
+
 PyObject *fra_build_scope(ExchangeObject *ex) {
   ServerObject *so = ex->srv;
   fra_state *st = so->st;

@@ -122,9 +122,14 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
                                    &server_header, &root_path, &state, &on_error))
     return -1;
   if (strcmp(interface, "asgi") == 0) so->interface = FRA_IF_ASGI;
+  else if (strcmp(interface, "native") == 0) {
+    /* ASGI semantics, but the app is called with the exchange alone (see exchange.c) */
+    so->interface = FRA_IF_ASGI;
+    so->native = 1;
+  }
   else if (strcmp(interface, "wsgi") == 0) so->interface = FRA_IF_WSGI;
   else {
-    PyErr_Format(PyExc_ValueError, "interface: expected 'asgi' or 'wsgi', got '%s'", interface);
+    PyErr_Format(PyExc_ValueError, "interface: expected 'asgi', 'native' or 'wsgi', got '%s'", interface);
     return -1;
   }
   if (threads < 1 || threads > 4096) {

@@ -154,12 +154,13 @@ class Worker:
             await self._lifespan_shutdown()
             return EXIT_OK
         cfg = self.config
-        handler = app
+        handler, server_interface = app, interface
         server_entry = getattr(app, "server_entry", None)
-        if server_entry is not None:  # (flask_restful_async.asgi.AsgiApp: the native path)
-            handler = server_entry(loop)
+        if interface == "asgi" and server_entry is not None:
+            # flask_restful_async.asgi.AsgiApp: called with the exchange (the native path)
+            handler, server_interface = server_entry(loop), "native"
         self.server = _core.Server(
-            handler, loop, interface=interface, threads=cfg.threads,
+            handler, loop, interface=server_interface, threads=cfg.threads,
             limit_request_line=cfg.limit_request_line, limit_header_size=cfg.limit_header_size,
             limit_header_count=cfg.limit_header_count, limit_body_size=cfg.limit_body_size,
             limit_concurrency=cfg.limit_concurrency, timeout_header=cfg.timeout_header,

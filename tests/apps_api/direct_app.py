@@ -58,7 +58,7 @@ appcontext_tearing_down.connect(on_appctx_teardown, app)
 class State(Resource):
     def get(self):
         with _lock:
-            return dict(state)
+            return {k: v for k, v in state.items() if k != "later_task"}
 
 
 class Item(AsyncResource):
@@ -103,6 +103,20 @@ class Shaped(AsyncResource):
         return {"kind": g.seen, "path": path}
 
 
+class Later(AsyncResource):
+    """Starts a task that reads the request after the response has gone."""
+
+    async def get(self):
+        async def later():
+            await asyncio.sleep(0.05)
+            with _lock:
+                state["later"] = {"q": request.args.get("q"), "path": request.path,
+                                  "ua": request.headers.get("user-agent")}
+
+        state["later_task"] = asyncio.get_running_loop().create_task(later())
+        return {"started": True}
+
+
 class Failing(AsyncResource):
     async def get(self, kind):
         await asyncio.sleep(0)
@@ -142,6 +156,7 @@ class Slow(AsyncResource):
 api.add_resource(State, "/__state__")
 api.add_resource(Item, "/items/<int:item_id>")
 api.add_resource(Shaped, "/shaped/<kind>")
+api.add_resource(Later, "/later")
 api.add_resource(Failing, "/fail/<kind>")
 api.add_resource(Hang, "/hang")
 api.add_resource(Slow, "/slow")

@@ -44,7 +44,7 @@ typedef struct ServerObject {
   PyObject *environ_base;                 /* constant WSGI environ keys */
   struct ExchangeObject *wsgi_ready;      /* exchanges with output from WSGI threads */
   fra_pool *pool;
-  int threads, interface, kick_scheduled, started, closed, backend_fd;
+  int threads, interface, native, kick_scheduled, started, closed, backend_fd;
 } ServerObject;
 
 enum { FRA_IF_ASGI = 0, FRA_IF_WSGI = 1 };
@@ -58,7 +58,7 @@ typedef struct ExchangeObject {
   ServerObject *srv;                      /* strong */
   fra_conn *conn;                         /* borrowed; NULL once the connection is gone */
   fra_req *req;                           /* the conn's until it closes, then ours */
-  PyObject *coro, *ctx, *fut_waiter, *recv_waiter, *send_waiter, *cancel_msg;
+  PyObject *coro, *ctx, *fut_waiter, *recv_waiter, *send_waiter, *cancel_msg, *scope;
   PyObject *wakeup_cb, *step_cb;
   PyObject *outq;                         /* WSGI: bytes waiting for the loop thread */
   struct ExchangeObject *next_ready;
@@ -101,6 +101,8 @@ void fra_ex_cancel_all(ServerObject *so);
 
 /* scope.c */
 PyObject *fra_build_scope(ExchangeObject *ex);
+PyObject *fra_scope_path(ExchangeObject *ex);     /* scope["path"] alone */
+PyObject *fra_scope_method(ExchangeObject *ex);   /* scope["method"] alone */
 PyObject *fra_build_environ(ExchangeObject *ex);
 PyObject *fra_conn_addrs(ExchangeObject *ex);   /* (client, server) cached on the conn */
 int fra_scope_init(fra_state *st);

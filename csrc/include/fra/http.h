@@ -41,6 +41,7 @@ typedef struct fra_req {
   uint8_t dispatched;         /* handed to the app */
   uint8_t last_chunk;         /* the zero-size chunk of a chunked body was seen */
   uint8_t chunked;            /* Transfer-Encoding: chunked */
+  uint8_t retained;           /* kept by the bridge past the response (it releases it) */
   uint64_t content_length;    /* from the header, when has_body and not chunked */
   uint64_t body_total;        /* body bytes received so far */
   char *body;                 /* unconsumed body bytes: body[body_off .. body_len) */
