@@ -90,7 +90,10 @@ def main() -> int:
     target, interface, path, conns = SCENARIOS[args.scenario]
     target = args.app or target
     if target is None:
-            interface = args.interface
+        target = "asgi_apps:hello" if args.interface == "asgi" else "wsgi_apps:hello"
+        interface = args.interface
+    elif interface is None:
+        interface = args.interface
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         sys.exit("valgrind is needed: apt-get install valgrind")
     port = free_port()
