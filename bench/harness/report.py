@@ -180,6 +180,9 @@ def _wrk_table(sc, results):
             if (res.get("wrk_cpu") or 0) >= 0.9:
                 notes.append(f"- {run.label}: wrk used {_pct(res['wrk_cpu'])} of its core; "
                              "the load generator may have been the limit")
+            if len(res.get("rps_all") or ()) > 1:
+                notes.append(f"- {run.label}: median of {len(res['rps_all'])} measured runs ("
+                             + ", ".join(_n(x) for x in res["rps_all"]) + " requests/s)")
         lines.append("| " + " | ".join(cells) + " |")
     return lines, notes
 

@@ -125,12 +125,14 @@ def _one_wrk(sc, srv, settings, url, common):
 
 
 def measure_wrk(sc, srv, settings):
-    """Warm-up run, then `repeat` measured runs; the run with the median rps is reported."""
+    """Warm-up run, then `repeat` measured runs (the scenario's own, if more); the run with
+    the median rps is reported."""
     url = f"http://{procs.HOST}:{srv.port}{sc.path}"
     common = dict(connections=sc.connections, threads=settings.threads, lua=sc.lua)
     if settings.warmup > 0:
         load.run_wrk(url, duration=settings.warmup, **common)
-    runs = [_one_wrk(sc, srv, settings, url, common) for _ in range(settings.repeat)]
+    runs = [_one_wrk(sc, srv, settings, url, common)
+            for _ in range(max(settings.repeat, sc.repeat))]
     res = dict(sorted(runs, key=lambda r: r["rps"])[len(runs) // 2])
     if len(runs) > 1:
         res["rps_all"] = [r["rps"] for r in runs]
