@@ -28,7 +28,7 @@ from flask_restful_async.dispatch import (await_view, handle_async, is_async_vie
                                           preprocess_request_async)
 from flask_restful_async.loops import server_loop
 from flask_restful_async.native import (_NOT_STARTED, DIRECT, THREAD, LoopWatchdog,
-                                        NativeRequestContext, Plan, Route, Router,
+                                        NativeRequestContext, Route, Router,
                                         blocked_loop_threshold, drive, follow,
                                         render_direct)
 from flask_restful_async.resources import AsyncResource
@@ -120,15 +120,36 @@ _RESOURCE_DISPATCH = AsyncResource._dispatch
 _GONE: Any = object()
 
 
-def _has_preprocess(app: Flask, names: Tuple[Any, ...]) -> bool:
-    """Are there url_value_preprocessors or before_request hooks for these blueprints?"""
-    if type(app).preprocess_request is not Flask.preprocess_request:
-        return True
-    before, url_value = app.before_request_funcs, app.url_value_preprocessors
-    for name in names:
-        if before.get(name) or url_value.get(name):
-            return True
-    return False
+def _call_resource(route: Route, method: str, view_args: Dict[str, Any]) -> Tuple[Any, Any]:
+    """Make a DIRECT route's resource and call its method: (resource, result), the result
+    possibly awaitable.  With a deadline, or a resource class with its own `_dispatch`, the
+    result is that coroutine (which applies the resource's representations itself) and the
+    resource part is None."""
+    resource = route.resource(*route.class_args, **route.class_kwargs)
+    timeout = resource.timeout
+    if timeout is None:
+        timeout = route.api.timeout
+    if timeout or type(resource)._dispatch is not _RESOURCE_DISPATCH:
+        return None, resource._dispatch((), view_args, timeout, method)
+    # AsyncResource._dispatch without a deadline, inline
+    meth = None if resource.method_decorators else getattr(resource, route.plan.attr, None)
+    if meth is None:
+        meth = resource._method(method)  # (decorated; HEAD falling back to GET; its error)
+    return resource, meth(**view_args)
+
+
+def _shape(route: Route, app: Flask, ctx: NativeRequestContext, method: str,
+           rv: Any) -> Tuple[Optional[Tuple[int, str]], Any]:
+    """What a resource returned, as Api.make_response would answer it: ((status, JSON
+    text), None) when no Response object is needed (see render_direct), else (None, the
+    response)."""
+    if isinstance(rv, ResponseBase):
+        return None, rv
+    data, code, headers = unpack(rv)
+    direct = render_direct(route.api, app, method, data, code, headers)
+    if direct is not None and not ctx.needs_response_object():
+        return direct, None
+    return None, route.api.make_response(data, code, headers=headers)
 
 
 async def _read_body(receive: Receive, limit: Optional[int],
@@ -301,61 +322,32 @@ class AsgiApp:
         if root_path and path.startswith(root_path):
             path = path[len(root_path):]
         method = ex.method
-        router = self._router
-        route = router._cache.get((method, path))
-        if route is None:
-            route = router.lookup(method, path)
-            if route is None:
-                return self._http(ex.scope(), ex.receive, ex.send, body)
-        plan = route.plan
-        if plan is None:
-            app._got_first_request = True  # (from now on Flask refuses new hooks)
-            plan = route.plan = Plan(app, route, method)
-        if not plan.direct or request_started.receivers:
+        route = self._router.lookup(method, path)
+        if route is None or not route.plan.direct or request_started.receivers:
             return self._http(ex.scope(), ex.receive, ex.send, body)
         ex.cancel_on_disconnect()
         return self._direct(ex, NativeRequestContext(app, None, body, route,
                                                      dict(route.view_args), ex),
-                            route, plan, method)
+                            route, method)
 
-    async def _direct(self, ex: Any, ctx: NativeRequestContext, route: Route, plan: Plan,
+    async def _direct(self, ex: Any, ctx: NativeRequestContext, route: Route,
                       method: str) -> None:
         """A DIRECT route on our server: `_handle` + `_dispatch` + `_run_on_loop` in one
         coroutine (hooks that run before the view are known to be absent)."""
         app = self.app
+        plan = route.plan
         error: Optional[BaseException] = None
         direct = None
         ctx.enter(plan)
         try:
             try:
                 try:
-                    resource = route.resource(*route.class_args, **route.class_kwargs)
-                    timeout = resource.timeout
-                    if timeout is None:
-                        timeout = route.api.timeout
-                    if not timeout and type(resource)._dispatch is _RESOURCE_DISPATCH:
-                        if resource.method_decorators:
-                            meth = resource._method(method)
-                        else:
-                            meth = getattr(resource, plan.attr, None)
-                            if meth is None:
-                                meth = resource._method(method)  # (its error)
-                        rv = meth(**ctx.view_args)
-                        if type(rv) is CoroutineType or isawaitable(rv):
-                            rv = await rv
-                        if resource.representations:
-                            rv = resource._represent(rv)
-                    else:
-                        rv = await resource._dispatch((), ctx.view_args, timeout, method)
-                    if type(rv) is dict or not isinstance(rv, ResponseBase):
-                        if type(rv) is tuple:
-                            data, code, headers = unpack(rv)
-                        else:
-                            data, code, headers = rv, 200, None
-                        direct = render_direct(route.api, app, method, data, code, headers)
-                        if direct is None or ctx.needs_response_object():
-                            direct = None
-                            rv = route.api.make_response(data, code, headers=headers or {})
+                    resource, rv = _call_resource(route, method, ctx.view_args)
+                    if type(rv) is CoroutineType or isawaitable(rv):
+                        rv = await rv
+                    if resource is not None and resource.representations:
+                        rv = resource._represent(rv)
+                    direct, rv = _shape(route, app, ctx, method, rv)
                 except Exception as e:
                     rv = app.handle_user_exception(e)
                 if direct is None:
@@ -403,39 +395,25 @@ class AsgiApp:
         """`full_dispatch_async` doing only what is registered, and calling a DIRECT
         route's resource without the view chain."""
         app = self.app
-        app._got_first_request = True
         try:
             if request_started.receivers:
                 request_started.send(app, _async_wrapper=app.ensure_sync)
             rv = None
-            if _has_preprocess(app, route.names):
+            if route.plan.preprocess:
                 rv = await preprocess_request_async(app)
             if rv is None:
                 if method == "OPTIONS" and getattr(route.rule, "provide_automatic_options",
                                                    False):
                     rv = app.make_default_options_response()
                 elif route.kind is DIRECT:
-                    resource = route.resource(*route.class_args, **route.class_kwargs)
-                    timeout = resource.timeout
-                    if timeout is None:
-                        timeout = route.api.timeout
-                    if not timeout and type(resource)._dispatch is _RESOURCE_DISPATCH:
-                        # AsyncResource._dispatch without a deadline, inline
-                        rv = resource._method(method)(**ctx.view_args)
-                        if type(rv) is CoroutineType or isawaitable(rv):
-                            rv = await rv
+                    resource, rv = _call_resource(route, method, ctx.view_args)
+                    if type(rv) is CoroutineType or isawaitable(rv):
+                        rv = await rv
+                    if resource is not None and resource.representations:
                         rv = resource._represent(rv)
-                    else:
-                        rv = await resource._dispatch((), ctx.view_args, timeout, method)
-                    if not isinstance(rv, ResponseBase):
-                        if isinstance(rv, tuple):
-                            data, code, headers = unpack(rv)
-                        else:
-                            data, code, headers = rv, 200, {}
-                        direct = render_direct(route.api, app, method, data, code, headers)
-                        if direct is not None and not ctx.needs_response_object():
-                            return direct
-                        rv = route.api.make_response(data, code, headers=headers)
+                    direct, rv = _shape(route, app, ctx, method, rv)
+                    if direct is not None:
+                        return direct
                 else:
                     rv = await await_view(app.view_functions[route.endpoint], **ctx.view_args)
         except Exception as e:

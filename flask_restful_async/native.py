@@ -18,7 +18,6 @@ through `flask_restful_async.asgi`): the request pays only for what it uses.
 
 `entry_for(app)` is what our server's app loader calls for a Flask app.
 """
-import asyncio
 import logging
 import os
 import sys
@@ -133,7 +132,7 @@ class Route:
                  "class_args", "class_kwargs", "api", "plan")
 
     def __init__(self, rule: Any, view_args: Dict[str, Any], kind: str, view: Any,
-                 native: Optional[Tuple[Any, ...]]) -> None:
+                 native: Optional[Tuple[Any, ...]], app: Flask, method: str) -> None:
         self.rule = rule
         self.endpoint = rule.endpoint
         self.view_args = view_args
@@ -150,22 +149,25 @@ class Route:
             _, self.api, self.resource, self.class_args, self.class_kwargs = native
         else:
             self.api = self.resource = self.class_args = self.class_kwargs = None
-        self.plan: Optional[Plan] = None
+        self.plan = Plan(app, self, method)
 
 
 class Plan:
-    """What Flask would run around a route's view, read once the app has handled a request
-    (Flask then refuses new hooks and blueprints, so these registries no longer change).
-    Signals can still be connected at any time: they are checked per request."""
+    """What Flask would run around a route's view, read when the route is first matched:
+    the app is serving by then, and Flask refuses new hooks and blueprints once it has
+    handled a request, so these registries no longer change.  Signals can still be connected
+    at any time: they are checked per request."""
 
-    __slots__ = ("direct", "teardown", "after", "plain_app_ctx", "attr")
+    __slots__ = ("preprocess", "direct", "teardown", "after", "plain_app_ctx", "attr")
 
     def __init__(self, app: Flask, route: Route, method: str) -> None:
         names = route.names
         before = app.before_request_funcs
         url_value = app.url_value_preprocessors
-        preprocess = (type(app).preprocess_request is not Flask.preprocess_request
-                      or any(before.get(n) or url_value.get(n) for n in names))
+        #: before_request functions or URL value preprocessors for this route
+        self.preprocess = preprocess = (
+            type(app).preprocess_request is not Flask.preprocess_request
+            or any(before.get(n) or url_value.get(n) for n in names))
         #: the resource can be called with nothing run before it
         self.direct = (route.kind is DIRECT and not preprocess
                        and not (method == "OPTIONS"
@@ -219,14 +221,15 @@ class Router:
             rule, view_args = self._adapter.match(path_info, method, return_rule=True)
         except HTTPException:
             return None  # 404, 405, redirects: Flask's context renders them
-        route = self._route(rule, view_args)
+        self.app._got_first_request = True  # (Flask refuses new hooks from now on)
+        route = self._route(rule, view_args, method)
         if all(type(conv) in _BUILTIN_CONVERTERS for conv in rule._converters.values()):
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[(method, path_info)] = route
         return route
 
-    def _route(self, rule: Any, view_args: Dict[str, Any]) -> Route:
+    def _route(self, rule: Any, view_args: Dict[str, Any], method: str) -> Route:
         from flask_restful_async.dispatch import is_async_view
         from flask_restful_async.resources import AsyncResource
 
@@ -236,9 +239,9 @@ class Router:
             cls = native[2]
             if (getattr(cls, "init_every_request", True)
                     and cls.dispatch_request is AsyncResource.dispatch_request):
-                return Route(rule, view_args, DIRECT, view, native)
+                return Route(rule, view_args, DIRECT, view, native, self.app, method)
         kind = ASYNC if is_async_view(view) else THREAD
-        return Route(rule, view_args, kind, view, None)
+        return Route(rule, view_args, kind, view, None, self.app, method)
 
 
 # -- the lazy request context ---------------------------------------------------------------
@@ -376,14 +379,7 @@ class NativeRequestContext(RequestContext):
             if clear_request:
                 if exc is _sentinel:
                     exc = sys.exc_info()[1]
-                funcs = app.teardown_request_funcs
-                teardown = bool(request_tearing_down.receivers)
-                if not teardown and funcs:
-                    for name in self.route.names:
-                        if funcs.get(name):
-                            teardown = True
-                            break
-                if teardown:
+                if self.route.plan.teardown or request_tearing_down.receivers:
                     app.do_teardown_request(exc)
                     request = self.__dict__.get("request")
                 if request is not None:
@@ -449,17 +445,9 @@ class NativeRequestContext(RequestContext):
         """Would Flask do anything with the response object after the view (after-request
         hooks, a session to save, request_finished receivers)?"""
         app = self.app
-        plan = self.route.plan
-        if self.__dict__.get("_after_request_functions") or request_finished.receivers:
+        if (self.route.plan.after or request_finished.receivers
+                or self.__dict__.get("_after_request_functions")):
             return True
-        if plan is not None:
-            if plan.after:
-                return True
-        else:
-            funcs = app.after_request_funcs
-            for name in self.route.names:
-                if funcs.get(name):
-                    return True
         if self._session is not None:
             return not app.session_interface.is_null_session(self._session)
         config = app.config

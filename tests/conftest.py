@@ -640,16 +640,28 @@ def open_gate(port: int, name: str) -> None:
     assert r.status == 200, r
 
 
-def wait_state(port: int, key: str, pred: Callable = bool, timeout: float = IO_TIMEOUT):
-    """Poll the app's state until pred(value) holds; return the value (asserts on timeout)."""
+def poll(fetch: Callable, pred: Callable = bool, timeout: float = IO_TIMEOUT,
+         what: str = "the condition", interval: float = 0.02):
+    """Call fetch() until pred(value) holds and return that value; asserts on timeout (a
+    safety net: tests never assert on how long it took)."""
     deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = app_state(port, key)
+    while True:
+        value = fetch()
         if pred(value):
             return value
-        time.sleep(0.05)
-    raise AssertionError(f"app state {key!r} never satisfied the condition; last value {value!r}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last value {value!r}")
+        time.sleep(interval)
+
+
+def wait_for(pred: Callable, what: str, timeout: float = IO_TIMEOUT) -> None:
+    """Wait until pred() is true (asserts on timeout)."""
+    poll(pred, bool, timeout, what)
+
+
+def wait_state(port: int, key: str, pred: Callable = bool, timeout: float = IO_TIMEOUT):
+    """Poll the app's state until pred(value) holds; return the value (asserts on timeout)."""
+    return poll(lambda: app_state(port, key), pred, timeout, f"app state {key!r}", 0.05)
 
 
 def wait_stalled(port: int, key: str, polls: int = 6, interval: float = 0.25,

@@ -6,11 +6,10 @@ closed connection, and the app must never be called for it (RFC 9112 section 11.
 that guesses at framing is how smuggling starts)."""
 from __future__ import annotations
 
-import time
 
 import pytest
 
-from conftest import (ANY_2XX_RE, H11Client, Malformed, RawConn, h11_get,
+from conftest import (ANY_2XX_RE, wait_for, H11Client, Malformed, RawConn, h11_get,
                       parse_response, request_bytes, serve, status_lines)
 
 REJECT = {400, 501, 505}
@@ -39,13 +38,6 @@ def state(port: int, key: str):
     return h11_get(port, "/__state__?key=" + key).json()["value"]
 
 
-def wait_for(pred, what: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def post(*headers: bytes, body: bytes = b"") -> bytes:

@@ -4,6 +4,7 @@ and a SIGKILLed worker being replaced; these add many requests in flight at SIGT
 connections refused, and a SIGKILL in the middle of a request loop."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -11,16 +12,12 @@ import socket
 import threading
 import time
 
+import conftest
 from conftest import _LIVE, HOST, RawConn, h11_get, request_bytes, serve
 
 
-def wait_for(pred, what: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
+# worker start-ups (under ASan too) get longer than one network event
+wait_for = functools.partial(conftest.wait_for, timeout=15.0)
 
 
 def test_sigterm_with_many_requests_in_flight(tmp_path):

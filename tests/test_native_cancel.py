@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import NATIVE_APP_DIR, RawConn, h11_get, request_bytes, serve
+from conftest import NATIVE_APP_DIR, RawConn, h11_get, poll, request_bytes, serve
 
 APP_DIR = NATIVE_APP_DIR
 sys.path.insert(0, APP_DIR)
@@ -22,13 +22,8 @@ def events(port):
     return h11_get(port, "/__state__").json()["events"]
 
 
-def wait_events(port, pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        evs = events(port)
-        if pred(evs) or time.monotonic() > deadline:
-            return evs
-        time.sleep(0.05)
+def wait_events(port, pred):
+    return poll(lambda: events(port), pred, what="the app's events")
 
 
 def test_resource_timeout_gives_504_and_cancels_the_handler(srv):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import NATIVE_APP_DIR, RawConn, h11_get, request_bytes, serve
+from conftest import NATIVE_APP_DIR, RawConn, h11_get, poll, request_bytes, serve
 
 sys.path.insert(0, NATIVE_APP_DIR)
 
@@ -28,13 +28,8 @@ def state(port):
     return r.json()
 
 
-def wait_state(port, pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        st = state(port)
-        if pred(st) or time.monotonic() > deadline:
-            return st
-        time.sleep(0.05)
+def wait_state(port, pred):
+    return poll(lambda: state(port), pred, what="the app's state")
 
 
 def flask_answer(method, target, **kwargs):
@@ -122,10 +117,9 @@ def test_errors_take_the_api_error_path(srv, kind, status):
     assert r.status == status == expected.status_code
     assert r.json() == expected.json
     if kind == "boom":
-        deadline = time.monotonic() + 5
-        while "boom in direct path" not in srv.log[mark:] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "Traceback" in srv.log[mark:] and "boom in direct path" in srv.log[mark:]
+        logged = poll(lambda: srv.log[mark:], lambda text: "boom in direct path" in text,
+                      what="the traceback in the log")
+        assert "Traceback" in logged
     assert h11_get(srv.port, "/items/1").status == 200  # the server keeps serving
 
 

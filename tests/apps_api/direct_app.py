@@ -14,6 +14,8 @@ from flask import Flask, after_this_request, appcontext_tearing_down, g, request
 
 from flask_restful_async import Api, AsyncResource, Resource, abort, fields, marshal, reqparse
 
+from shared_resources import hang_resource  # (tests/apps_api/)
+
 app = Flask(__name__)
 state = {"events": [], "teardown": [], "appctx_teardown": 0}
 _lock = threading.Lock()
@@ -127,20 +129,7 @@ class Failing(AsyncResource):
         raise RuntimeError("boom in direct path")
 
 
-class Hang(AsyncResource):
-    """Waits until the client leaves (then CancelledError arrives here)."""
-
-    async def get(self):
-        tag = request.args["tag"]
-        event("hang:start:" + tag)
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            event("hang:cancelled:" + tag)
-            raise
-        finally:
-            event("hang:finally:" + tag)
-        return {"never": True}
+Hang = hang_resource(event)
 
 
 class Slow(AsyncResource):

@@ -14,6 +14,8 @@ from flask_restful_async import (Api, AsyncResource, Resource, abort, fields, ma
 from flask_restful_async.compat import run_async, run_sync
 from flask_restful_async.native import entry_for
 
+from shared_resources import hang_resource  # (tests/apps_api/)
+
 app = Flask(__name__)
 app.secret_key = "test-secret"
 
@@ -170,20 +172,7 @@ class Slow(AsyncResource):
         return {"never": True}
 
 
-class Hang(AsyncResource):
-    """Waits until the client leaves (then CancelledError arrives here)."""
-
-    async def get(self):
-        tag = request.args["tag"]
-        event("hang:start:" + tag)
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            event("hang:cancelled:" + tag)
-            raise
-        finally:
-            event("hang:finally:" + tag)
-        return {"never": True}
+Hang = hang_resource(event)
 
 
 def block_the_loop_here():
