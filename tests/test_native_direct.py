@@ -90,7 +90,7 @@ def test_body_arriving_in_pieces_and_chunked(srv):
     assert r.status == 200 and r.json()["size"] == 11
 
 
-@pytest.mark.parametrize("kind", ["headers", "after", "plain"])
+@pytest.mark.parametrize("kind", ["headers", "after", "plain", "namedtuple"])
 def test_results_needing_a_response_object(srv, kind):
     r = h11_get(srv.port, "/shaped/" + kind)
     expected = flask_answer("GET", "/shaped/" + kind)

@@ -7,6 +7,7 @@ Each async resource reports `path`: the name of the coroutine that awaited it ("
 the one-coroutine path, "_dispatch" on the general one).
 """
 import asyncio
+import collections
 import sys
 import threading
 
@@ -84,6 +85,9 @@ class Item(AsyncResource):
         return {"size": len(request.get_data()), "path": caller()}
 
 
+Answer = collections.namedtuple("Answer", "data code")
+
+
 class Shaped(AsyncResource):
     """Results that need Flask's Response object: headers, after_this_request, session."""
 
@@ -98,6 +102,8 @@ class Shaped(AsyncResource):
                 response.headers["X-After-This"] = "yes"
                 return response
             return {"kind": kind, "path": path}
+        if kind == "namedtuple":  # a tuple subclass is unpacked, as flask-restful does
+            return Answer({"kind": kind, "path": path}, 203)
         if kind == "session":
             session["n"] = session.get("n", 0) + 1
             return {"kind": kind, "n": session["n"], "path": path}
