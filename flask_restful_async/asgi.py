@@ -370,26 +370,10 @@ class AsgiApp:
         else:
             await self._send_response(rv, ctx.request.environ, ex.send)
 
-    async def _handle(self, ctx: NativeRequestContext, route: Route, method: str) -> Any:
-        """`handle_async` for a NativeRequestContext: the response, or (status, JSON body)
+    def _handle(self, ctx: NativeRequestContext, route: Route, method: str) -> Any:
+        """`handle_async` for a NativeRequestContext: the response, or (status, JSON text)
         when no Response object is needed."""
-        app = self.app
-        error: Optional[BaseException] = None
-        try:
-            try:
-                ctx.push()
-                return await self._dispatch(ctx, route, method)
-            except Exception as e:
-                error = e
-                ctx.open_session()
-                return app.handle_exception(e)
-            except BaseException:  # cancellation: teardown sees it, then it propagates
-                error = sys.exc_info()[1]
-                raise
-        finally:
-            if error is not None and app.should_ignore_error(error):
-                error = None
-            ctx.pop(error)
+        return handle_async(self.app, None, ctx, lambda: self._dispatch(ctx, route, method))
 
     async def _dispatch(self, ctx: NativeRequestContext, route: Route, method: str) -> Any:
         """`full_dispatch_async` doing only what is registered, and calling a DIRECT

@@ -132,20 +132,27 @@ async def full_dispatch_async(app: Flask) -> Response:
     return app.finalize_request(rv)
 
 
-async def handle_async(app: Flask, environ: dict, ctx: Optional[Any] = None) -> Response:
+async def handle_async(app: Flask, environ: Optional[dict], ctx: Optional[Any] = None,
+                       dispatch: Optional[Callable[[], Any]] = None) -> Response:
     """`Flask.wsgi_app` as a coroutine, up to the response object: push a request context
-    for `environ` (or the given, not yet pushed `ctx`), run the pipeline, pop the context
-    (teardown runs, also on cancellation) and return the response for the server to send.
-    Exceptions Flask would let escape (PROPAGATE_EXCEPTIONS) escape here too."""
+    for `environ` (or the given, not yet pushed `ctx`), run the pipeline (`full_dispatch_async`,
+    or the coroutine `dispatch()` makes), pop the context (teardown runs, also on
+    cancellation) and return the response for the server to send.  Exceptions Flask would
+    let escape (PROPAGATE_EXCEPTIONS) escape here too."""
     if ctx is None:
         ctx = app.request_context(environ)
     error: Optional[BaseException] = None
     try:
         try:
             ctx.push()
-            return await full_dispatch_async(app)
+            return await (full_dispatch_async(app) if dispatch is None else dispatch())
         except Exception as e:
             error = e
+            # a context that opens its session on first use (native.NativeRequestContext)
+            # opens it now: handle_exception's response saves it
+            open_session = getattr(ctx, "open_session", None)
+            if open_session is not None:
+                open_session()
             return app.handle_exception(e)
         except BaseException:  # cancellation: teardown sees it, then it propagates
             error = sys.exc_info()[1]
