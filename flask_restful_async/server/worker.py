@@ -4,11 +4,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
-import sys
 import os
 import signal
 import socket
 import stat
+import sys
 from typing import Any, Callable, Optional
 
 from flask_restful_async.server.config import (EXIT_FAILURE, EXIT_OK, EXIT_STARTUP_FAILED,
