@@ -1,6 +1,6 @@
 /* server.c — the server: its libuv loop, listeners, the non-blocking loop pass driven from the
- * asyncio loop, graceful shutdown, the buffered access log.  Owns the loop, the listeners, the
- * shared read buffer and the request free list.  Runs on the loop thread; no function here
+ * asyncio loop, graceful shutdown.  Owns the loop, the listeners, the shared read buffer and
+ * the request free list (accesslog.c owns the access log).  Runs on the loop thread; no function here
  * needs the GIL itself (the bridge calls in with it held), except fra_server_wakeup, which is
  * thread-safe. */
 #include <errno.h>
@@ -14,14 +14,11 @@
 #include "fra/core.h"
 
 #define RBUF_SIZE (64 * 1024)
-#define LOG_FLUSH_AT (48 * 1024)
 
 static void wakeup_cb(uv_async_t *a) {
   fra_server *s = a->data;
   if (s->hooks.on_wakeup) s->hooks.on_wakeup(s);
 }
-
-static void log_timer_cb(uv_timer_t *t) { fra__access_log_flush(t->data); }
 
 int fra_server_init(fra_server *s, const fra_config *cfg, const fra_hooks *hooks, void *data) {
   memset(s, 0, sizeof *s);
@@ -36,10 +33,7 @@ int fra_server_init(fra_server *s, const fra_config *cfg, const fra_hooks *hooks
   if (!s->rbuf) return UV_ENOMEM;
   if ((rc = uv_async_init(&s->loop, &s->wakeup, wakeup_cb))) return rc;
   s->wakeup.data = s;
-  uv_timer_init(&s->loop, &s->log_timer);
-  s->log_timer.data = s;
-  uv_unref((uv_handle_t *)&s->log_timer);
-  return 0;
+  return fra__access_log_init(s);
 }
 
 static int add_listener(fra_server *s, uv_stream_t **out, int tcp) {
@@ -188,14 +182,13 @@ void fra_server_close_all(fra_server *s) {
 void fra_server_destroy(fra_server *s) {
   if (s->closed) return;
   s->closed = 1;
-  fra__access_log_flush(s);
   fra_server_close_all(s);
+  fra__access_log_close(s);
   if (!uv_is_closing((uv_handle_t *)&s->wakeup)) uv_close((uv_handle_t *)&s->wakeup, NULL);
-  if (!uv_is_closing((uv_handle_t *)&s->log_timer)) uv_close((uv_handle_t *)&s->log_timer, NULL);
   uv_run(&s->loop, UV_RUN_DEFAULT);
   uv_loop_close(&s->loop);
+  fra__access_log_free(s);
   free(s->rbuf);
-  free(s->logbuf);
   while (s->free_reqs) {
     fra_req *r = s->free_reqs;
     s->free_reqs = r->next_free;
@@ -215,45 +208,4 @@ void fra_server_release_req(fra_server *s, fra_req *r) {
   r->next_free = s->free_reqs;
   s->free_reqs = r;
   s->nfree_reqs++;
-}
-
-/* ---- access log: formatted on the loop thread into a buffer, written in batches ---- */
-
-void fra__access_log(fra_server *s, fra_conn *c, int status, uint64_t bytes) {
-  if (s->cfg.access_log_fd < 0) return;
-  fra_req *r = c->parser.req;
-  if (!r) return;
-  if (s->logcap - s->loglen < 512 + (size_t)r->url_len) {
-    size_t cap = s->logcap ? s->logcap : 64 * 1024;
-    while (cap - s->loglen < 512 + (size_t)r->url_len) cap *= 2;
-    char *nb = realloc(s->logbuf, cap);
-    if (!nb) return;
-    s->logbuf = nb;
-    s->logcap = cap;
-  }
-  char ip[64] = "-";
-  int port;
-  if (fra_conn_peer(c, ip, sizeof ip, &port) != 0 || !ip[0]) strcpy(ip, "-");
-  size_t tl;
-  const char *t = fra_log_time(&tl);
-  int n = snprintf(s->logbuf + s->loglen, s->logcap - s->loglen, "%s - - %.*s \"%.*s %.*s HTTP/%d.%d\" %d %llu\n",
-                   ip, (int)tl, t, (int)r->method_len, r->buf + r->method_off, (int)r->url_len,
-                   r->buf + r->url_off, r->http_major, r->http_minor, status, (unsigned long long)bytes);
-  if (n > 0) s->loglen += (size_t)n;
-  if (s->loglen >= LOG_FLUSH_AT) fra__access_log_flush(s);
-  else if (!uv_is_active((uv_handle_t *)&s->log_timer)) uv_timer_start(&s->log_timer, log_timer_cb, 1000, 0);
-}
-
-void fra__access_log_flush(fra_server *s) {
-  size_t off = 0;
-  while (off < s->loglen) {
-    ssize_t w = write(s->cfg.access_log_fd, s->logbuf + off, s->loglen - off);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      break; /* a log that cannot be written is dropped, never blocks serving */
-    }
-    off += (size_t)w;
-  }
-  s->loglen = 0;
-  if (uv_is_active((uv_handle_t *)&s->log_timer)) uv_timer_stop(&s->log_timer);
 }

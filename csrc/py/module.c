@@ -36,6 +36,26 @@ void fra_log_error(ServerObject *so, const char *msg, PyObject *exc) {
   Py_XDECREF(m);
 }
 
+int fra_join_methods(PyMethodDef *out, size_t cap, PyMethodDef *const parts[]) {
+  size_t n = 0;
+  for (int i = 0; parts[i]; i++)
+    for (PyMethodDef *m = parts[i]; m->ml_name; m++) {
+      if (n + 1 >= cap) return -1;
+      out[n++] = *m;
+    }
+  return 0;
+}
+
+int fra_join_getset(PyGetSetDef *out, size_t cap, PyGetSetDef *const parts[]) {
+  size_t n = 0;
+  for (int i = 0; parts[i]; i++)
+    for (PyGetSetDef *g = parts[i]; g->name; g++) {
+      if (n + 1 >= cap) return -1;
+      out[n++] = *g;
+    }
+  return 0;
+}
+
 static PyObject *version(PyObject *m, PyObject *unused) {
   return PyUnicode_FromFormat("flask-restful-async/0.1.0 libuv/%s llhttp/%d.%d.%d", uv_version_string(),
                               LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
@@ -88,6 +108,7 @@ static int module_exec(PyObject *m) {
   if (!(st->empty_tuple = PyTuple_New(0))) return -1;
   if (!(st->wsgi_version = Py_BuildValue("(ii)", 1, 0))) return -1;
 
+  if (fra_exchange_spec_prepare() < 0 || fra_server_spec_prepare() < 0) return -1;
   st->ServerType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_server_spec, NULL);
   st->ExchangeType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_exchange_spec, NULL);
   st->ReadyType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_ready_spec, NULL);

@@ -1,7 +1,6 @@
-/* server.c — the Server type: configuration, listeners, attaching the libuv loop to the asyncio
- * loop (add_reader on the backend fd + one re-armed timer), shutdown and close.  Owns the
- * fra_server core struct, the WSGI pool and the loop callbacks.  Every function here needs the
- * GIL (they run on the loop thread). */
+/* server.c — the Server type: configuration, listeners, start, shutdown and close (loop.c
+ * attaches it to the asyncio loop).  Owns the fra_server core struct and the WSGI pool.  Every
+ * function here needs the GIL (they run on the loop thread). */
 #include "fra/bridge.h"
 #include <unistd.h>
 
@@ -26,80 +25,6 @@ static void on_drained(fra_server *s) {
   }
   Py_XDECREF(done);
   if (PyErr_Occurred()) PyErr_WriteUnraisable(so->drained);
-}
-
-/* call_soon/call_later of the server's own callbacks run in the base context: scheduled from
- * inside a handler, they would otherwise carry that request's context into the next pass. */
-static PyObject *call_in_base(ServerObject *so, PyObject *fn, PyObject *delay, PyObject *cb) {
-  PyObject *args[4] = {NULL, delay, cb, so->base_ctx};
-  if (delay) return PyObject_Vectorcall(fn, args + 1, 2, so->st->kw_context);
-  return PyObject_Vectorcall(fn, args + 2, 1, so->st->kw_context);
-}
-
-/* Keeps one asyncio timer armed for libuv's next timer.  A timer armed for later than needed
- * is moved earlier; one armed earlier than needed just fires, finds nothing due and re-arms,
- * which keeps re-arming rare on the hot path. */
-static void rearm(ServerObject *so) {
-  int t = fra_server_timeout(&so->core);
-  if (t == 0) {
-    if (!so->kick_scheduled) {
-      PyObject *h = call_in_base(so, so->call_soon, NULL, so->kick_cb);
-      if (!h) { PyErr_WriteUnraisable(so->call_soon); return; }
-      Py_DECREF(h);
-      so->kick_scheduled = 1;
-    }
-    return;
-  }
-  if (t < 0) return;
-  uint64_t due = uv_now(&so->core.loop) + (uint64_t)t;
-  if (so->timer_handle && so->timer_due <= due) return;
-  if (so->timer_handle) {
-    PyObject *r = PyObject_CallMethodNoArgs(so->timer_handle, so->st->s_cancel);
-    Py_XDECREF(r);
-    Py_CLEAR(so->timer_handle);
-  }
-  PyObject *delay = PyFloat_FromDouble(t / 1000.0);
-  if (!delay) { PyErr_WriteUnraisable(so->call_later); return; }
-  so->timer_handle = call_in_base(so, so->call_later, delay, so->timer_cb);
-  Py_DECREF(delay);
-  if (!so->timer_handle) { PyErr_WriteUnraisable(so->call_later); return; }
-  so->timer_due = due;
-}
-
-void fra_srv_after_call(ServerObject *so) {
-  if (so->core.in_run || so->closed) return;
-  uv_update_time(&so->core.loop);
-  rearm(so);
-}
-
-static void run_pass(ServerObject *so) {
-  if (so->closed) return;
-  if (fra_server_run_nowait(&so->core)) {
-    if (!so->kick_scheduled) {
-      PyObject *h = call_in_base(so, so->call_soon, NULL, so->kick_cb);
-      if (h) { so->kick_scheduled = 1; Py_DECREF(h); }
-      else PyErr_WriteUnraisable(so->call_soon);
-    }
-    return;
-  }
-  rearm(so);
-}
-
-static PyObject *srv_run_nowait(ServerObject *so, PyObject *unused) {
-  run_pass(so);
-  Py_RETURN_NONE;
-}
-
-static PyObject *srv_on_timer(ServerObject *so, PyObject *unused) {
-  Py_CLEAR(so->timer_handle);
-  run_pass(so);
-  Py_RETURN_NONE;
-}
-
-static PyObject *srv_kick(ServerObject *so, PyObject *unused) {
-  so->kick_scheduled = 0;
-  run_pass(so);
-  Py_RETURN_NONE;
 }
 
 static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
@@ -270,22 +195,8 @@ static PyObject *srv_sockname(ServerObject *so, PyObject *unused) {
 static PyObject *srv_start(ServerObject *so, PyObject *unused) {
   if (check_open(so)) return NULL;
   if (so->started) Py_RETURN_NONE;
-  so->backend_fd = uv_backend_fd(&so->core.loop);
-  PyObject *fd = PyLong_FromLong(so->backend_fd);
-  if (!fd) return NULL;
-  PyObject *r = PyObject_CallMethodObjArgs(so->loop, so->st->s_add_reader, fd, so->run_cb, NULL);
-  Py_DECREF(fd);
-  if (!r) return NULL;
-  Py_DECREF(r);
+  if (fra_loop_attach(so) < 0) return NULL;
   so->started = 1;
-  so->core.started = 1;
-  /* The first pass (it registers the listeners with epoll) runs from the loop, never inside
-   * the caller: start() is called from a task, and a pass may dispatch requests already queued
-   * on the socket, which must not run while another task is current. */
-  PyObject *h = call_in_base(so, so->call_soon, NULL, so->kick_cb);
-  if (!h) return NULL;
-  Py_DECREF(h);
-  so->kick_scheduled = 1;
   Py_RETURN_NONE;
 }
 
@@ -311,19 +222,7 @@ static PyObject *srv_cancel_all(ServerObject *so, PyObject *unused) {
 
 static void srv_do_close(ServerObject *so) {
   if (so->closed || !so->st) return;
-  if (so->started && so->backend_fd >= 0 && so->loop) {
-    PyObject *fd = PyLong_FromLong(so->backend_fd);
-    PyObject *r = fd ? PyObject_CallMethodOneArg(so->loop, so->st->s_remove_reader, fd) : NULL;
-    Py_XDECREF(fd);
-    if (!r) PyErr_Clear();
-    Py_XDECREF(r);
-  }
-  if (so->timer_handle) {
-    PyObject *r = PyObject_CallMethodNoArgs(so->timer_handle, so->st->s_cancel);
-    if (!r) PyErr_Clear();
-    Py_XDECREF(r);
-    Py_CLEAR(so->timer_handle);
-  }
+  fra_loop_detach(so);
   fra_ex_cancel_all(so);
   so->closed = 1;
   fra_server_destroy(&so->core);
@@ -402,15 +301,12 @@ static void srv_dealloc(ServerObject *so) {
   Py_DECREF(tp);
 }
 
-static PyMethodDef srv_methods[] = {
+static PyMethodDef srv_own_methods[] = {
     {"listen_tcp", (PyCFunction)(void (*)(void))srv_listen_tcp, METH_VARARGS | METH_KEYWORDS, "Listen on host:port."},
     {"listen_unix", (PyCFunction)(void (*)(void))srv_listen_unix, METH_VARARGS | METH_KEYWORDS, "Listen on a Unix socket."},
     {"listen_fd", (PyCFunction)(void (*)(void))srv_listen_fd, METH_VARARGS | METH_KEYWORDS, "Serve an inherited listening socket."},
     {"sockname", (PyCFunction)srv_sockname, METH_NOARGS, "Bound addresses."},
     {"start", (PyCFunction)srv_start, METH_NOARGS, "Attach to the asyncio loop and accept."},
-    {"run_nowait", (PyCFunction)srv_run_nowait, METH_NOARGS, "One non-blocking pass (loop callback)."},
-    {"_on_timer", (PyCFunction)srv_on_timer, METH_NOARGS, NULL},
-    {"_kick", (PyCFunction)srv_kick, METH_NOARGS, NULL},
     {"shutdown", (PyCFunction)srv_shutdown, METH_NOARGS, "Graceful drain; returns a future."},
     {"cancel_all", (PyCFunction)srv_cancel_all, METH_NOARGS, "Cancel in-flight requests, close all."},
     {"close", (PyCFunction)srv_close, METH_NOARGS, "Release everything."},
@@ -418,6 +314,18 @@ static PyMethodDef srv_methods[] = {
     {"stats", (PyCFunction)srv_stats, METH_NOARGS, "Counters."},
     {NULL, NULL, 0, NULL},
 };
+
+static PyMethodDef srv_methods[24];
+
+int fra_server_spec_prepare(void) {
+  static PyMethodDef *const parts[] = {srv_own_methods, fra__loop_methods, NULL};
+  if (srv_methods[0].ml_name) return 0;
+  if (fra_join_methods(srv_methods, sizeof srv_methods / sizeof srv_methods[0], parts) < 0) {
+    PyErr_SetString(PyExc_SystemError, "Server: method table too small");
+    return -1;
+  }
+  return 0;
+}
 
 static PyType_Slot srv_slots[] = {
     {Py_tp_doc, "The C HTTP/1.1 server of one worker."},

@@ -44,7 +44,7 @@ typedef struct ServerObject {
   PyObject *environ_base;                 /* constant WSGI environ keys */
   struct ExchangeObject *wsgi_ready;      /* exchanges with output from WSGI threads */
   fra_pool *pool;
-  int threads, interface, native, kick_scheduled, started, closed, backend_fd;
+  int threads, interface, native, kick_scheduled, started, attached, closed, backend_fd;
 } ServerObject;
 
 enum { FRA_IF_ASGI = 0, FRA_IF_WSGI = 1 };
@@ -78,13 +78,25 @@ extern PyModuleDef fra_module_def;
 fra_state *fra_state_of_type(PyTypeObject *t);
 PyObject *fra_raise_uv(int rc, const char *what);
 void fra_log_error(ServerObject *so, const char *msg, PyObject *exc);
+/** Copies the NULL-terminated method (getset) tables of parts into out, which has room for cap
+ * entries with the terminator, for a type whose API several files define.  0, or -1 if out
+ * is too small. */
+int fra_join_methods(PyMethodDef *out, size_t cap, PyMethodDef *const parts[]);
+int fra_join_getset(PyGetSetDef *out, size_t cap, PyGetSetDef *const parts[]);
 
 /* server.c */
 extern PyType_Spec fra_server_spec;
+int fra_server_spec_prepare(void);          /* before the type is made from the spec; 0 or -1 */
+
+/* loop.c */
+extern PyMethodDef fra__loop_methods[];
+int fra_loop_attach(ServerObject *so);      /* add_reader + the first pass; 0 or -1 */
+void fra_loop_detach(ServerObject *so);     /* remove_reader, cancel the timer; never fails */
 void fra_srv_after_call(ServerObject *so);  /* after core calls made outside a loop pass */
 
-/* exchange.c */
+/* exchange.c (and its rooms: framing.c, task.c, asgi.c, native.c; ready.c) */
 extern PyType_Spec fra_exchange_spec, fra_ready_spec;
+int fra_exchange_spec_prepare(void);        /* before the type is made from the spec; 0 or -1 */
 void fra_hook_request(fra_conn *c);
 void fra_hook_body(fra_conn *c);
 void fra_hook_disconnect(fra_conn *c);
@@ -95,7 +107,6 @@ int fra_ex_head_begin(ExchangeObject *ex, int status, const char *line, size_t l
 int fra_ex_head_add(ExchangeObject *ex, const char *name, size_t nlen, const char *value, size_t vlen);
 int fra_ex_body(ExchangeObject *ex, const char *data, size_t len, int more);
 void fra_ex_finish(ExchangeObject *ex);
-void fra_ex_detach(ExchangeObject *ex);
 PyObject *fra_ready_new(fra_state *st, PyObject *value);
 void fra_ex_cancel_all(ServerObject *so);
 

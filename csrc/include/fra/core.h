@@ -56,7 +56,7 @@ struct fra_server {
   size_t rbuf_size;
   char *logbuf; size_t loglen, logcap;
   uint64_t nconns, nrequests, nactive;
-  int shutting_down, started, closed, in_run;
+  int shutting_down, closed, in_run;
   fra_req *free_reqs;          /* free list of requests (linked through body pointer) */
   int nfree_reqs;
 };
@@ -180,7 +180,11 @@ enum { FRA_T_NONE, FRA_T_HEADER, FRA_T_KEEPALIVE, FRA_T_LINGER };
 void fra__conn_accept(uv_stream_t *listener, int status);
 void fra__conn_process_pending(fra_server *s);
 void fra__conn_close(fra_conn *c);
+/* accesslog.c */
+int fra__access_log_init(fra_server *s);
 void fra__access_log(fra_server *s, fra_conn *c, int status, uint64_t bytes);
 void fra__access_log_flush(fra_server *s);
+void fra__access_log_close(fra_server *s);   /* flush, close the timer (before the loop's last run) */
+void fra__access_log_free(fra_server *s);    /* after the loop is closed */
 
 #endif
