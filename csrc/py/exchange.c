@@ -16,6 +16,7 @@ ExchangeObject *fra_exchange_new(ServerObject *so, fra_conn *c) {
   ex->srv = so;
   ex->conn = c;
   ex->req = c->parser.req;
+  ex->job_kind = FRA_JOB_EXCHANGE;
   ex->kind = (uint8_t)so->interface;
   ex->keep_alive = ex->req->keep_alive;
   ex->is_head = ex->req->method == HTTP_HEAD;
@@ -49,6 +50,11 @@ static int ex_traverse(ExchangeObject *ex, visitproc visit, void *arg) {
   Py_VISIT(ex->wakeup_cb);
   Py_VISIT(ex->step_cb);
   Py_VISIT(ex->outq);
+  Py_VISIT(ex->body_acc);
+  Py_VISIT(ex->body_waiter);
+  Py_VISIT(ex->wsgi_app);
+  Py_VISIT(ex->wsgi_ctx);
+  Py_VISIT(ex->environ);
   return 0;
 }
 
@@ -63,6 +69,11 @@ static int ex_clear(ExchangeObject *ex) {
   Py_CLEAR(ex->wakeup_cb);
   Py_CLEAR(ex->step_cb);
   Py_CLEAR(ex->outq);
+  Py_CLEAR(ex->body_acc);
+  Py_CLEAR(ex->body_waiter);
+  Py_CLEAR(ex->wsgi_app);
+  Py_CLEAR(ex->wsgi_ctx);
+  Py_CLEAR(ex->environ);
   return 0;
 }
 
@@ -116,6 +127,16 @@ void fra__ex_resolve_recv(ExchangeObject *ex, PyObject *msg) {
 
 /* ---- the response is complete ---- */
 
+/* The dispatched request ends without a response that can be completed: it is released (unless
+ * an exchange retained it), it no longer counts as active, and the connection closes. */
+static void abort_request(fra_conn *c) {
+  fra_req *r = c->parser.req;
+  c->parser.req = NULL;
+  if (r && !r->retained) fra_server_release_req(c->srv, r);
+  c->srv->nactive--;
+  fra_conn_abort(c);
+}
+
 /* Hands the connection back (loop thread only). */
 void fra_ex_finish(ExchangeObject *ex) {
   if (ex->finished) return;
@@ -125,6 +146,7 @@ void fra_ex_finish(ExchangeObject *ex) {
   fra_state *st = ex->srv->st;
   if (ex->recv_waiter) fra__ex_resolve_recv(ex, fra__disconnect_msg(st));
   if (ex->send_waiter) fra__resolve(&ex->send_waiter, Py_None);
+  if (ex->body_waiter) fra__resolve(&ex->body_waiter, Py_None);
   if (!c) {
     fra__ex_drop_req(ex);
     return;
@@ -141,10 +163,7 @@ void fra_ex_finish(ExchangeObject *ex) {
   int abort = ex->wflags & FRA_W_ABORT;
   c->active = NULL;
   if (abort) {
-    if (!c->parser.req->retained) fra_server_release_req(&ex->srv->core, c->parser.req);
-    c->parser.req = NULL;
-    c->srv->nactive--;
-    fra_conn_abort(c);
+    abort_request(c);
   } else {
     fra_conn_finish(c, ex->keep_alive, ex->status, ex->body_sent);
   }
@@ -206,17 +225,27 @@ int fra_exchange_spec_prepare(void) {
 
 /* ---- hooks from the core ---- */
 
+/* The client has gone: whatever the handler awaits from it resolves, and a handler that asked
+ * for it is cancelled. */
+static void client_gone(ExchangeObject *ex) {
+  if (ex->recv_waiter) fra__ex_resolve_recv(ex, fra__disconnect_msg(ex->srv->st));
+  if (ex->send_waiter) fra__resolve(&ex->send_waiter, Py_None);
+  if (ex->body_waiter) fra__resolve(&ex->body_waiter, Py_None);
+  fra__ex_cancel_for_disconnect(ex);
+}
+
 void fra_hook_request(fra_conn *c) {
   ServerObject *so = c->srv->data;
   ExchangeObject *ex = fra_exchange_new(so, c);
   if (!ex) {
+    /* Out of memory: the request cannot be served; nothing of it may be kept. */
     PyErr_WriteUnraisable(so->app);
-    fra_conn_abort(c);
+    abort_request(c);
     return;
   }
   c->active = Py_NewRef(ex); /* the connection's reference; ours is dropped below */
   if (ex->kind == FRA_IF_ASGI) fra__ex_start(ex);
-  else fra_wsgi_dispatch(ex);
+  else fra_threads_dispatch(ex);
   Py_DECREF(ex);
 }
 
@@ -224,10 +253,11 @@ void fra_hook_body(fra_conn *c) {
   ExchangeObject *ex = EX_FROM_CONN(c);
   if (!ex) return;
   if (ex->kind == FRA_IF_WSGI) {
-    fra_wsgi_notify(ex);
+    fra_threads_notify(ex);
     return;
   }
-  if (ex->recv_waiter && !ex->body_delivered) fra__ex_resolve_recv(ex, fra__asgi_request_msg(ex));
+  if (ex->body_waiter) fra__ex_gather_body(ex);
+  else if (ex->recv_waiter && !ex->body_delivered) fra__ex_resolve_recv(ex, fra__asgi_request_msg(ex));
 }
 
 void fra_hook_disconnect(fra_conn *c) {
@@ -235,12 +265,10 @@ void fra_hook_disconnect(fra_conn *c) {
   if (!ex) return;
   ex->gone = 1;
   if (ex->kind == FRA_IF_WSGI) {
-    fra_wsgi_notify(ex);
+    fra_threads_notify(ex);
     return;
   }
-  if (ex->recv_waiter) fra__ex_resolve_recv(ex, fra__disconnect_msg(ex->srv->st));
-  if (ex->send_waiter) fra__resolve(&ex->send_waiter, Py_None);
-  fra__ex_cancel_for_disconnect(ex);
+  client_gone(ex);
 }
 
 void fra_hook_drain(fra_conn *c) {
@@ -248,7 +276,7 @@ void fra_hook_drain(fra_conn *c) {
   if (!ex) return;
   if (ex->kind == FRA_IF_WSGI) {
     ex->out_pending = fra_conn_queued(c);
-    fra_wsgi_notify(ex);
+    fra_threads_notify(ex);
     return;
   }
   if (ex->send_waiter) fra__resolve(&ex->send_waiter, Py_None);
@@ -263,12 +291,8 @@ void fra_hook_close(fra_conn *c) {
   ex->own_req = 1;
   ex->conn = NULL;
   c->active = NULL;
-  if (ex->kind == FRA_IF_WSGI) fra_wsgi_notify(ex);
-  else {
-    if (ex->recv_waiter) fra__ex_resolve_recv(ex, fra__disconnect_msg(ex->srv->st));
-    if (ex->send_waiter) fra__resolve(&ex->send_waiter, Py_None);
-    fra__ex_cancel_for_disconnect(ex);
-  }
+  if (ex->kind == FRA_IF_WSGI) fra_threads_notify(ex);
+  else client_gone(ex);
   c->srv->nactive--;
   Py_DECREF(ex);
 }

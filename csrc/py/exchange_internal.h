@@ -19,6 +19,8 @@ void fra__ex_drop_req(ExchangeObject *ex);
 
 /* framing.c */
 void fra__ex_respond_500(ExchangeObject *ex);
+int fra__ex_head_wsgi(ExchangeObject *ex, PyObject *status, PyObject *headers); /* 0 or -1 */
+void fra__ex_continue(ExchangeObject *ex);            /* 100 Continue if the client waits for it */
 
 /* task.c: the driver */
 void fra__ex_start(ExchangeObject *ex);               /* call the app and take its first step */
@@ -31,5 +33,6 @@ PyObject *fra__asgi_request_msg(ExchangeObject *ex);  /* the next http.request m
 
 /* native.c */
 void fra__ex_cancel_for_disconnect(ExchangeObject *ex);
+void fra__ex_gather_body(ExchangeObject *ex);           /* body(): take what arrived, resolve when whole */
 
 #endif

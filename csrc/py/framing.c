@@ -1,6 +1,8 @@
 /* framing.c — a response as bytes: the status line and head (Date and Server unless the app
- * sent its own, Content-Length or chunked, Connection), body bytes framed as the head says,
- * the canned 500.  Runs on the loop thread (ASGI, native) or on a WSGI pool thread, with the
+ * sent its own, Content-Length or chunked, Connection), a WSGI-style status and header list,
+ * body bytes framed as the head says, 100 Continue, the canned 500.  The server writes the
+ * header names it adds itself in the case RFC 9110 spells them (Content-Length, Connection);
+ * the app's names go out as the app wrote them.  Runs on the loop thread (ASGI, native) or on a WSGI pool thread, with the
  * GIL held either way.  Owns the exchange's head buffer.  Every function here needs the GIL. */
 #include "exchange_internal.h"
 
@@ -226,7 +228,60 @@ void fra__ex_respond_500(ExchangeObject *ex) {
   ex->head_sent = 0;
   ex->chunked = 0;
   if (fra_ex_head_begin(ex, 500, NULL, 0) < 0 ||
-      fra_ex_head_add(ex, "content-type", 12, "text/plain; charset=utf-8", 25) < 0 ||
+      fra_ex_head_add(ex, "Content-Type", 12, "text/plain; charset=utf-8", 25) < 0 ||
       fra_ex_body(ex, body, sizeof body - 1, 0) < 0)
     PyErr_Clear();
+}
+
+/* A head from a WSGI status line ("200 OK") and header list [(str, str)] (PEP 3333: both
+ * latin-1 text), for start_response and for the native respond_wsgi(). */
+int fra__ex_head_wsgi(ExchangeObject *ex, PyObject *status, PyObject *headers) {
+  if (!PyUnicode_Check(status)) {
+    PyErr_SetString(PyExc_TypeError, "status must be a str such as '200 OK'");
+    return -1;
+  }
+  Py_ssize_t sl;
+  const char *s = PyUnicode_AsUTF8AndSize(status, &sl);
+  if (!s) return -1;
+  if (sl < 3 || s[0] < '1' || s[0] > '9' || s[1] < '0' || s[1] > '9' || s[2] < '0' || s[2] > '9' ||
+      (sl > 3 && s[3] != ' ') || !fra_valid_header_value(s, (size_t)sl)) {
+    PyErr_Format(PyExc_ValueError, "invalid status %R", status);
+    return -1;
+  }
+  int code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+  if (fra_ex_head_begin(ex, code, s, (size_t)sl) < 0) return -1;
+  PyObject *seq = PySequence_Fast(headers, "headers must be a list of (name, value) tuples");
+  if (!seq) return -1;
+  for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+    PyObject *pair = PySequence_Fast_GET_ITEM(seq, i); /* borrowed */
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0)) ||
+        !PyUnicode_Check(PyTuple_GET_ITEM(pair, 1))) {
+      PyErr_SetString(PyExc_TypeError, "each header must be a (str, str) tuple");
+      Py_DECREF(seq);
+      return -1;
+    }
+    PyObject *nb = PyUnicode_AsLatin1String(PyTuple_GET_ITEM(pair, 0));
+    PyObject *vb = nb ? PyUnicode_AsLatin1String(PyTuple_GET_ITEM(pair, 1)) : NULL;
+    int rc = vb ? fra_ex_head_add(ex, PyBytes_AS_STRING(nb), (size_t)PyBytes_GET_SIZE(nb), PyBytes_AS_STRING(vb),
+                                  (size_t)PyBytes_GET_SIZE(vb))
+                : -1;
+    Py_XDECREF(nb);
+    Py_XDECREF(vb);
+    if (rc < 0) {
+      Py_DECREF(seq);
+      return -1;
+    }
+  }
+  Py_DECREF(seq);
+  return 0;
+}
+
+/* "100 Continue" (RFC 9110 15.2.1) before the first read of a body the client holds back,
+ * unless a final response has started (loop thread). */
+void fra__ex_continue(ExchangeObject *ex) {
+  if (ex->continue_sent || ex->started || !ex->conn || !ex->req || !ex->req->expect_continue) return;
+  ex->continue_sent = 1;
+  static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  uv_buf_t b = uv_buf_init((char *)line, sizeof line - 1);
+  fra_conn_write(ex->conn, &b, 1);
 }

@@ -44,7 +44,7 @@ static void rearm(ServerObject *so) {
 }
 
 void fra_srv_after_call(ServerObject *so) {
-  if (so->core.in_run || so->closed) return;
+  if (so->core.in_run || so->closed || !so->attached) return;
   uv_update_time(&so->core.loop);
   rearm(so);
 }

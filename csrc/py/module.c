@@ -69,6 +69,12 @@ static PyMethodDef module_methods[] = {
 #define INTERN(field, text) \
   if (!(st->field = PyUnicode_InternFromString(text))) return -1;
 
+/* Every member of fra_state is an object reference (types included), so the state can be
+ * visited and cleared as an array of them: nothing is ever left out. */
+#define STATE_REFS(st) ((PyObject **)(st))
+#define STATE_NREFS (sizeof(fra_state) / sizeof(PyObject *))
+_Static_assert(sizeof(fra_state) % sizeof(PyObject *) == 0, "fra_state holds only object references");
+
 static int module_exec(PyObject *m) {
   fra_state *st = PyModule_GetState(m);
   INTERN(s_type, "type") INTERN(s_http, "http") INTERN(s_asgi, "asgi")
@@ -83,11 +89,17 @@ static int module_exec(PyObject *m) {
   INTERN(s_add_done_callback, "add_done_callback") INTERN(s_result, "result")
   INTERN(s_cancel, "cancel") INTERN(s_throw, "throw") INTERN(s_close, "close")
   INTERN(s_call_soon, "call_soon") INTERN(s_call_later, "call_later")
-  INTERN(s_create_future, "create_future") INTERN(s_set_result, "set_result") INTERN(s_done, "done")
+  INTERN(s_create_future, "create_future") INTERN(s_set_result, "set_result")
+  INTERN(s_set_exception, "set_exception") INTERN(s_done, "done")
   INTERN(s_add_reader, "add_reader") INTERN(s_remove_reader, "remove_reader")
-  INTERN(s_1_1, "1.1") INTERN(s_1_0, "1.0") INTERN(s_trailers, "trailers")
-  INTERN(s_extensions, "extensions") INTERN(s_msg, "msg")
+  INTERN(s_1_1, "1.1") INTERN(s_1_0, "1.0")
   INTERN(str_HTTP_1_1, "HTTP/1.1") INTERN(str_HTTP_1_0, "HTTP/1.0")
+  INTERN(s_REQUEST_METHOD, "REQUEST_METHOD") INTERN(s_PATH_INFO, "PATH_INFO")
+  INTERN(s_QUERY_STRING, "QUERY_STRING") INTERN(s_RAW_URI, "RAW_URI")
+  INTERN(s_SERVER_PROTOCOL, "SERVER_PROTOCOL") INTERN(s_REMOTE_ADDR, "REMOTE_ADDR")
+  INTERN(s_REMOTE_PORT, "REMOTE_PORT") INTERN(s_SERVER_NAME, "SERVER_NAME")
+  INTERN(s_SERVER_PORT, "SERVER_PORT") INTERN(s_CONTENT_LENGTH, "CONTENT_LENGTH")
+  INTERN(s_wsgi_input, "wsgi.input")
 
   PyObject *tasks = PyImport_ImportModule("asyncio.tasks");
   if (!tasks) return -1;
@@ -98,9 +110,13 @@ static int module_exec(PyObject *m) {
   PyObject *exc = PyImport_ImportModule("asyncio.exceptions");
   if (!exc) return -1;
   st->CancelledError = PyObject_GetAttrString(exc, "CancelledError");
-  st->InvalidStateError = PyObject_GetAttrString(exc, "InvalidStateError");
   Py_DECREF(exc);
-  if (!st->CancelledError || !st->InvalidStateError) return -1;
+  if (!st->CancelledError) return -1;
+  PyObject *io = PyImport_ImportModule("io");
+  if (!io) return -1;
+  st->BytesIO = PyObject_GetAttrString(io, "BytesIO");
+  Py_DECREF(io);
+  if (!st->BytesIO) return -1;
 
   if (!(st->asgi_info = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.4"))) return -1;
   if (!(st->kw_context = Py_BuildValue("(s)", "context"))) return -1;
@@ -113,34 +129,31 @@ static int module_exec(PyObject *m) {
   st->ExchangeType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_exchange_spec, NULL);
   st->ReadyType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_ready_spec, NULL);
   st->InputType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_input_spec, NULL);
-  if (!st->ServerType || !st->ExchangeType || !st->ReadyType || !st->InputType) return -1;
+  st->CallType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_call_spec, NULL);
+  if (!st->ServerType || !st->ExchangeType || !st->ReadyType || !st->InputType || !st->CallType) return -1;
   if (PyModule_AddType(m, st->ServerType) < 0) return -1;
   if (PyModule_AddType(m, st->ExchangeType) < 0) return -1;
   st->none_ready = fra_ready_new(st, Py_None);
   if (!st->none_ready) return -1;
-  if (fra_scope_init(st) < 0) return -1;
+  if (fra_request_init(st) < 0) return -1;
   return 0;
 }
 
 static int module_traverse(PyObject *m, visitproc visit, void *arg) {
   fra_state *st = PyModule_GetState(m);
-  Py_VISIT(st->ServerType);
-  Py_VISIT(st->ExchangeType);
-  Py_VISIT(st->ReadyType);
-  Py_VISIT(st->InputType);
-  Py_VISIT(st->none_ready);
+  if (!st) return 0;
+  for (size_t i = 0; i < STATE_NREFS; i++) Py_VISIT(STATE_REFS(st)[i]);
   return 0;
 }
 
 static int module_clear(PyObject *m) {
   fra_state *st = PyModule_GetState(m);
-  Py_CLEAR(st->ServerType);
-  Py_CLEAR(st->ExchangeType);
-  Py_CLEAR(st->ReadyType);
-  Py_CLEAR(st->InputType);
-  Py_CLEAR(st->none_ready);
+  if (!st) return 0;
+  for (size_t i = 0; i < STATE_NREFS; i++) Py_CLEAR(STATE_REFS(st)[i]);
   return 0;
 }
+
+static void module_free(void *m) { module_clear((PyObject *)m); }
 
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
@@ -156,6 +169,7 @@ PyModuleDef fra_module_def = {
     .m_slots = module_slots,
     .m_traverse = module_traverse,
     .m_clear = module_clear,
+    .m_free = module_free,
 };
 
 PyMODINIT_FUNC PyInit__core(void) { return PyModuleDef_Init(&fra_module_def); }

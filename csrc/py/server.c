@@ -10,7 +10,7 @@ static fra_hooks hooks = {
     .on_disconnect = fra_hook_disconnect,
     .on_drain = fra_hook_drain,
     .on_close = fra_hook_close,
-    .on_wakeup = fra_wsgi_wakeup,
+    .on_wakeup = fra_threads_wakeup,
     .on_drained = NULL, /* set below */
 };
 
@@ -31,10 +31,11 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
   static char *kwlist[] = {"app", "loop", "interface", "threads", "limit_request_line",
                            "limit_header_size", "limit_header_count", "limit_body_size",
                            "limit_concurrency", "timeout_header", "timeout_keep_alive",
-                           "access_log_fd", "server_header", "root_path", "state", "on_error", NULL};
+                           "access_log_fd", "server_header", "root_path", "state", "on_error",
+                           "multiprocess", NULL};
   PyObject *app, *loop, *server_header = NULL, *root_path = NULL, *state = Py_None, *on_error = Py_None;
   const char *interface = "asgi";
-  int threads = 16, access_log_fd = -1;
+  int threads = 16, access_log_fd = -1, multiprocess = 0;
   unsigned int lrl = 8190, lhs = 32768, lhc = 100, lconc = 0;
   unsigned long long lbody = 0;
   double th = 10.0, tka = 5.0;
@@ -42,9 +43,9 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
     PyErr_SetString(PyExc_RuntimeError, "Server.__init__ called twice");
     return -1;
   }
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$siIIIKIddiOOOO", kwlist, &app, &loop, &interface,
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$siIIIKIddiOOOOp", kwlist, &app, &loop, &interface,
                                    &threads, &lrl, &lhs, &lhc, &lbody, &lconc, &th, &tka, &access_log_fd,
-                                   &server_header, &root_path, &state, &on_error))
+                                   &server_header, &root_path, &state, &on_error, &multiprocess))
     return -1;
   if (strcmp(interface, "asgi") == 0) so->interface = FRA_IF_ASGI;
   else if (strcmp(interface, "native") == 0) {
@@ -100,6 +101,7 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
     fra_raise_uv(rc, "server init");
     return -1;
   }
+  so->core_ready = 1; /* from here on, closing must tear the core down */
   so->core.cfg.limits = cfg.limits;
   Py_INCREF(app); so->app = app;
   Py_INCREF(loop); so->loop = loop;
@@ -117,19 +119,18 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
   }
   so->threads = threads;
   so->backend_fd = -1;
-  if (!(so->base_ctx = PyContext_CopyCurrent())) return -1;
+  if (!(so->environ_base = fra_environ_base(so, multiprocess))) return -1;
   if (!(so->call_soon = PyObject_GetAttr(loop, so->st->s_call_soon))) return -1;
   if (!(so->call_later = PyObject_GetAttr(loop, so->st->s_call_later))) return -1;
   if (!(so->create_future = PyObject_GetAttr(loop, so->st->s_create_future))) return -1;
   if (!(so->run_cb = PyObject_GetAttrString((PyObject *)so, "run_nowait"))) return -1;
   if (!(so->timer_cb = PyObject_GetAttrString((PyObject *)so, "_on_timer"))) return -1;
   if (!(so->kick_cb = PyObject_GetAttrString((PyObject *)so, "_kick"))) return -1;
-  if (so->interface == FRA_IF_WSGI && fra_wsgi_start_pool(so) < 0) return -1;
   return 0;
 }
 
 static int check_open(ServerObject *so) {
-  if (!so->st) {
+  if (!so->core_ready) {
     PyErr_SetString(PyExc_RuntimeError, "Server not initialised");
     return -1;
   }
@@ -195,6 +196,9 @@ static PyObject *srv_sockname(ServerObject *so, PyObject *unused) {
 static PyObject *srv_start(ServerObject *so, PyObject *unused) {
   if (check_open(so)) return NULL;
   if (so->started) Py_RETURN_NONE;
+  /* Every request's context is a copy of the one start() is called in: what the caller set up
+   * between making the server and starting it (the loop, the pool for run_sync) is seen. */
+  if (!(so->base_ctx = PyContext_CopyCurrent())) return NULL;
   if (fra_loop_attach(so) < 0) return NULL;
   so->started = 1;
   Py_RETURN_NONE;
@@ -221,7 +225,7 @@ static PyObject *srv_cancel_all(ServerObject *so, PyObject *unused) {
 }
 
 static void srv_do_close(ServerObject *so) {
-  if (so->closed || !so->st) return;
+  if (so->closed || !so->core_ready) return;
   fra_loop_detach(so);
   fra_ex_cancel_all(so);
   so->closed = 1;
@@ -233,12 +237,7 @@ static void srv_do_close(ServerObject *so) {
     Py_END_ALLOW_THREADS
     so->pool = NULL;
   }
-  while (so->wsgi_ready) {
-    ExchangeObject *ex = so->wsgi_ready;
-    so->wsgi_ready = ex->next_ready;
-    ex->on_ready = 0;
-    Py_DECREF(ex);
-  }
+  fra_threads_drop_ready(so);
 }
 
 static PyObject *srv_close(ServerObject *so, PyObject *unused) {
@@ -247,7 +246,7 @@ static PyObject *srv_close(ServerObject *so, PyObject *unused) {
 }
 
 static PyObject *srv_connections(ServerObject *so, PyObject *unused) {
-  return PyLong_FromUnsignedLongLong(so->st ? so->core.nconns : 0);
+  return PyLong_FromUnsignedLongLong(so->core_ready ? so->core.nconns : 0);
 }
 
 static PyObject *srv_stats(ServerObject *so, PyObject *unused) {
@@ -270,6 +269,8 @@ static int srv_traverse(ServerObject *so, visitproc visit, void *arg) {
   Py_VISIT(so->timer_handle);
   Py_VISIT(so->drained);
   Py_VISIT(so->base_ctx);
+  Py_VISIT(so->environ_base);
+  Py_VISIT(so->root_path);
   return 0;
 }
 
@@ -287,16 +288,19 @@ static int srv_clear(ServerObject *so) {
   Py_CLEAR(so->app);
   Py_CLEAR(so->loop);
   Py_CLEAR(so->base_ctx);
+  Py_CLEAR(so->environ_base);
   return 0;
 }
 
 static void srv_dealloc(ServerObject *so) {
   PyTypeObject *tp = Py_TYPE(so);
   PyObject_GC_UnTrack(so);
+  /* closing calls into the loop (remove_reader): an exception being raised must survive it */
+  PyObject *exc = fra_err_take();
   srv_do_close(so);
+  fra_err_restore(exc);
   srv_clear(so);
   Py_CLEAR(so->root_path);
-  Py_CLEAR(so->environ_base);
   tp->tp_free((PyObject *)so);
   Py_DECREF(tp);
 }
@@ -318,7 +322,7 @@ static PyMethodDef srv_own_methods[] = {
 static PyMethodDef srv_methods[24];
 
 int fra_server_spec_prepare(void) {
-  static PyMethodDef *const parts[] = {srv_own_methods, fra__loop_methods, NULL};
+  static PyMethodDef *const parts[] = {srv_own_methods, fra__loop_methods, fra__threads_methods, NULL};
   if (srv_methods[0].ml_name) return 0;
   if (fra_join_methods(srv_methods, sizeof srv_methods / sizeof srv_methods[0], parts) < 0) {
     PyErr_SetString(PyExc_SystemError, "Server: method table too small");

@@ -29,6 +29,12 @@ void fra__ex_log_app_error(ExchangeObject *ex, PyObject *exc, const char *what) 
  * exception (exc set). */
 static void ex_app_ended(ExchangeObject *ex, PyObject *exc, int cancelled) {
   ex_task_done(ex);
+  if (ex->kind == FRA_IF_WSGI) {
+    /* The handler handed the request to the thread pool (run_wsgi): the response is the
+     * pool's to finish. */
+    if (exc) fra__ex_log_app_error(ex, exc, "Exception in the handler after run_wsgi()");
+    return;
+  }
   if (ex->complete) {
     if (exc) fra__ex_log_app_error(ex, exc, "Exception in ASGI application after the response");
     if (!ex->finished) fra_ex_finish(ex);
@@ -257,9 +263,15 @@ void fra__ex_start(ExchangeObject *ex) {
   if (!ex->ctx || PyContext_Enter(ex->ctx) < 0) goto failed;
   if (so->native) {
     /* our own entry takes the exchange and asks for a scope, receive and send only if it
-     * needs them */
+     * needs them; it returns the handler's coroutine, or None once it has handed the request
+     * to the thread pool (run_wsgi) */
     PyObject *args[1] = {(PyObject *)ex};
     ex->coro = PyObject_Vectorcall(so->app, args, 1, NULL);
+    if (ex->coro == Py_None && ex->kind == FRA_IF_WSGI) {
+      Py_CLEAR(ex->coro);
+      ex_task_done(ex);
+      goto done;
+    }
   } else {
     ex->coro = fra__asgi_call_app(ex);
   }
@@ -275,6 +287,7 @@ void fra__ex_start(ExchangeObject *ex) {
   } else {
     ex_step(ex, NULL);
   }
+done:
   if (PyContext_Exit(ex->ctx) < 0) PyErr_WriteUnraisable((PyObject *)ex);
   return;
 failed:

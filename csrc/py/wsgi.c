@@ -1,87 +1,9 @@
-/* wsgi.c — WSGI apps (PEP 3333) on a bounded pool of threads.  A pool thread builds the environ,
- * calls the app and frames the response into bytes queued on the exchange; the loop thread,
- * woken through uv_async, writes them.  Both sides touch exchange state only with the GIL held;
- * a pool thread waits (GIL released) on its semaphore for body bytes or for the client to take
- * queued output.  Owns the pool threads and the wsgi.input type.  Every function here needs the
- * GIL except wsgi_thread_main's waits. */
-#include "fra/bridge.h"
-
-/* ---- thread <-> loop hand-off ---- */
-
-static void post(ExchangeObject *ex) {
-  ServerObject *so = ex->srv;
-  if (!ex->on_ready) {
-    ex->on_ready = 1;
-    Py_INCREF(ex);
-    ex->next_ready = so->wsgi_ready;
-    so->wsgi_ready = ex;
-  }
-  if (!so->closed) fra_server_wakeup(&so->core);
-}
-
-/* Pool thread: waits for the loop thread's fra_wsgi_notify, with the GIL released. */
-static void wait_loop(ExchangeObject *ex) {
-  uv_sem_t *sem = ex->sem;
-  ex->waiting = 1;
-  Py_BEGIN_ALLOW_THREADS
-  uv_sem_wait(sem);
-  Py_END_ALLOW_THREADS
-}
-
-void fra_wsgi_notify(ExchangeObject *ex) {
-  if (ex->waiting && ex->sem) {
-    ex->waiting = 0;
-    uv_sem_post(ex->sem);
-  }
-}
-
-static void flush(ExchangeObject *ex) {
-  fra_conn *c = ex->conn;
-  if (ex->wflags & FRA_W_CONTINUE) {
-    ex->wflags &= ~FRA_W_CONTINUE;
-    if (c && !ex->head_sent) {
-      uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
-      fra_conn_write(c, &b, 1);
-    }
-  }
-  if (ex->wflags & FRA_W_READ) {
-    ex->wflags &= ~FRA_W_READ;
-    if (c) fra_conn_body_consumed(c);
-  }
-  if (ex->outq) {
-    PyObject *q = ex->outq;
-    ex->outq = NULL;
-    Py_ssize_t n = PyList_GET_SIZE(q);
-    for (Py_ssize_t i = 0; i < n && ex->conn; i++) {
-      PyObject *b = PyList_GET_ITEM(q, i);
-      uv_buf_t buf = uv_buf_init(PyBytes_AS_STRING(b), (unsigned)PyBytes_GET_SIZE(b));
-      fra_conn_write(ex->conn, &buf, 1);
-    }
-    Py_DECREF(q);
-    c = ex->conn;
-    ex->out_pending = c ? fra_conn_queued(c) : 0;
-    if (c && ex->out_pending > FRA_WRITE_HIGH) fra_conn_want_drain(c);
-  }
-  if (ex->wflags & FRA_W_FINISH) {
-    ex->wflags &= ~FRA_W_FINISH;
-    fra_ex_finish(ex);
-  }
-  if (ex->out_pending <= FRA_WRITE_HIGH || ex->gone || !ex->conn) fra_wsgi_notify(ex);
-}
-
-void fra_wsgi_wakeup(fra_server *s) {
-  ServerObject *so = s->data;
-  ExchangeObject *list = so->wsgi_ready;
-  so->wsgi_ready = NULL;
-  while (list) {
-    ExchangeObject *ex = list;
-    list = ex->next_ready;
-    ex->next_ready = NULL;
-    ex->on_ready = 0;
-    flush(ex);
-    Py_DECREF(ex);
-  }
-}
+/* wsgi.c — one request served the WSGI way (PEP 3333) on a pool thread (threads.c): the
+ * environ (request.c), wsgi.input streaming the body, start_response and write(), the
+ * response iterable framed into bytes queued for the loop thread, close().  Runs with the GIL
+ * held; waits for the loop (body bytes, a client behind) through threads.c with it released.
+ * Owns the wsgi.input type.  Every function here needs the GIL. */
+#include "exchange_internal.h"
 
 /* ---- wsgi.input ---- */
 
@@ -96,13 +18,10 @@ static int wait_body(ExchangeObject *ex) {
   fra_req *r = ex->req;
   if (!r || ex->gone || (r->complete && r->body_off == r->body_len)) return 1;
   if (r->body_len > r->body_off) return 0;
-  if (r->expect_continue && !ex->continue_sent && !ex->head_sent) {
-    ex->continue_sent = 1;
-    ex->wflags |= FRA_W_CONTINUE;
-  }
+  if (r->expect_continue && !ex->continue_sent && !ex->head_sent) ex->wflags |= FRA_W_CONTINUE;
   ex->wflags |= FRA_W_READ;
-  post(ex);
-  wait_loop(ex);
+  fra_threads_post(ex);
+  fra_threads_wait(ex, FRA_WAIT_BODY);
   r = ex->req;
   return (!r || ex->gone || (r->complete && r->body_off == r->body_len)) ? 1 : 0;
 }
@@ -110,7 +29,7 @@ static int wait_body(ExchangeObject *ex) {
 static void consumed(ExchangeObject *ex) {
   if (ex->conn && (ex->conn->flags & FRA_C_BODY_FULL)) {
     ex->wflags |= FRA_W_READ;
-    post(ex);
+    fra_threads_post(ex);
   }
 }
 
@@ -246,6 +165,14 @@ static PyType_Slot input_slots[] = {
     {0, NULL},
 };
 
+PyObject *fra_wsgi_input_new(ExchangeObject *ex) {
+  InputObject *in = PyObject_GC_New(InputObject, ex->srv->st->InputType);
+  if (!in) return NULL;
+  in->ex = (ExchangeObject *)Py_NewRef(ex);
+  PyObject_GC_Track(in);
+  return (PyObject *)in;
+}
+
 PyType_Spec fra_input_spec = {
     .name = "flask_restful_async._core.WSGIInput",
     .basicsize = sizeof(InputObject),
@@ -285,43 +212,7 @@ static PyObject *start_response(ExchangeObject *ex, PyObject *const *args, Py_ss
     PyErr_SetString(PyExc_RuntimeError, "start_response called twice without exc_info");
     return NULL;
   }
-  if (!PyUnicode_Check(status)) {
-    PyErr_SetString(PyExc_TypeError, "status must be a str such as '200 OK'");
-    return NULL;
-  }
-  Py_ssize_t sl;
-  const char *s = PyUnicode_AsUTF8AndSize(status, &sl);
-  if (!s) return NULL;
-  if (sl < 3 || s[0] < '1' || s[0] > '9' || s[1] < '0' || s[1] > '9' || s[2] < '0' || s[2] > '9' ||
-      (sl > 3 && s[3] != ' ') || !fra_valid_header_value(s, (size_t)sl)) {
-    PyErr_Format(PyExc_ValueError, "invalid status %R", status);
-    return NULL;
-  }
-  int code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
-  if (fra_ex_head_begin(ex, code, s, (size_t)sl) < 0) return NULL;
-  PyObject *seq = PySequence_Fast(headers, "headers must be a list of (name, value) tuples");
-  if (!seq) return NULL;
-  for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-    PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
-    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0)) ||
-        !PyUnicode_Check(PyTuple_GET_ITEM(pair, 1))) {
-      PyErr_SetString(PyExc_TypeError, "each header must be a (str, str) tuple");
-      Py_DECREF(seq);
-      return NULL;
-    }
-    PyObject *nb = PyUnicode_AsLatin1String(PyTuple_GET_ITEM(pair, 0));
-    PyObject *vb = nb ? PyUnicode_AsLatin1String(PyTuple_GET_ITEM(pair, 1)) : NULL;
-    int rc = vb ? fra_ex_head_add(ex, PyBytes_AS_STRING(nb), (size_t)PyBytes_GET_SIZE(nb), PyBytes_AS_STRING(vb),
-                                  (size_t)PyBytes_GET_SIZE(vb))
-                : -1;
-    Py_XDECREF(nb);
-    Py_XDECREF(vb);
-    if (rc < 0) {
-      Py_DECREF(seq);
-      return NULL;
-    }
-  }
-  Py_DECREF(seq);
+  if (fra__ex_head_wsgi(ex, status, headers) < 0) return NULL;
   ex->started = 1;
   return PyCFunction_New(&write_def, (PyObject *)ex);
 }
@@ -348,45 +239,38 @@ static int send_chunk(ExchangeObject *ex, PyObject *item, int more) {
   int rc = fra_ex_body(ex, view.buf, (size_t)view.len, more);
   PyBuffer_Release(&view);
   if (rc < 0) return -1;
-  post(ex);
-  while (ex->out_pending > FRA_WRITE_HIGH && !ex->gone && ex->conn) wait_loop(ex);
+  fra_threads_post(ex);
+  fra_threads_wait(ex, FRA_WAIT_DRAIN);
   return 0;
 }
 
-static void log_wsgi_error(ExchangeObject *ex, const char *what) {
-  PyObject *t, *v, *tb;
-  PyErr_Fetch(&t, &v, &tb);
-  PyErr_NormalizeException(&t, &v, &tb);
-  if (v && tb) PyException_SetTraceback(v, tb);
-  char msg[600];
-  fra_req *r = ex->req;
-  if (r)
-    snprintf(msg, sizeof msg, "%s (%.*s %.*s)", what, (int)r->method_len, r->buf + r->method_off,
-             (int)(r->url_len > 400 ? 400 : r->url_len), r->buf + r->url_off);
-  else
-    snprintf(msg, sizeof msg, "%s", what);
-  fra_log_error(ex->srv, msg, v ? v : Py_None);
-  Py_XDECREF(t);
-  Py_XDECREF(v);
-  Py_XDECREF(tb);
-}
-
-static void wsgi_run(ExchangeObject *ex) {
+/* Serves one request: environ, the app's call, its body iterated and sent (waiting while the
+ * client is behind), close(), then the exchange back to the loop thread.  The app is the
+ * server's (a WSGI server) or the one given to run_wsgi (a Flask app's sync view on the native
+ * path), called in the context run_wsgi copied. */
+void fra_wsgi_run(ExchangeObject *ex) {
   ServerObject *so = ex->srv;
+  PyObject *app = ex->wsgi_app ? ex->wsgi_app : so->app; /* borrowed */
   PyObject *environ = NULL, *sr = NULL, *result = NULL, *it = NULL, *item;
+  PyObject *ctx = ex->wsgi_ctx; /* borrowed */
+  int entered = 0;
   if (ex->gone || !ex->req) goto finish;
-  environ = fra_build_environ(ex);
-  if (!environ) goto error;
-  InputObject *in = PyObject_GC_New(InputObject, so->st->InputType);
-  if (!in) goto error;
-  in->ex = (ExchangeObject *)Py_NewRef(ex);
-  PyObject_GC_Track(in);
-  int rc = PyDict_SetItemString(environ, "wsgi.input", (PyObject *)in);
-  Py_DECREF(in);
-  if (rc < 0) goto error;
+  if (ctx) {
+    if (PyContext_Enter(ctx) < 0) goto error;
+    entered = 1;
+  }
+  if (ex->environ) {
+    environ = ex->environ;
+    ex->environ = NULL;
+  } else {
+    PyObject *input = fra_wsgi_input_new(ex);
+    environ = input ? fra_build_environ(ex, input, -1) : NULL;
+    Py_XDECREF(input);
+    if (!environ) goto error;
+  }
   sr = PyCFunction_New(&start_response_def, (PyObject *)ex);
   if (!sr) goto error;
-  result = PyObject_CallFunctionObjArgs(so->app, environ, sr, NULL);
+  result = PyObject_CallFunctionObjArgs(app, environ, sr, NULL);
   if (!result) goto error;
   if ((PyList_CheckExact(result) || PyTuple_CheckExact(result)) && PySequence_Fast_GET_SIZE(result) == 1 && !ex->head_sent) {
     /* The whole body at once: sent with a Content-Length in one write. */
@@ -410,27 +294,24 @@ static void wsgi_run(ExchangeObject *ex) {
     if (fra_ex_body(ex, "", 0, 0) < 0) goto error;
   }
   goto close;
-error:
-  log_wsgi_error(ex, "Exception in WSGI application");
-  if (!ex->head_sent && !ex->gone) {
-    static const char body[] = "Internal Server Error\n";
-    ex->started = 1;
-    ex->chunked = 0;
-    ex->wflags &= ~FRA_W_ABORT;
-    if (fra_ex_head_begin(ex, 500, NULL, 0) < 0 ||
-        fra_ex_head_add(ex, "content-type", 12, "text/plain; charset=utf-8", 25) < 0 ||
-        fra_ex_body(ex, body, sizeof body - 1, 0) < 0)
-      PyErr_Clear();
-  } else {
-    ex->wflags |= FRA_W_ABORT;
-  }
+error: {
+  PyObject *exc = fra_err_take();
+  fra__ex_log_app_error(ex, exc ? exc : Py_None, "Exception in WSGI application");
+  Py_XDECREF(exc);
+  if (!ex->head_sent && !ex->gone) fra__ex_respond_500(ex);
+  else ex->wflags |= FRA_W_ABORT;
+}
 close:
   if (result) {
-    PyObject *closer = PyObject_GetAttrString(result, "close");
+    PyObject *closer = PyObject_GetAttr(result, so->st->s_close);
     if (closer) {
       PyObject *r = PyObject_CallNoArgs(closer);
       Py_DECREF(closer);
-      if (!r) log_wsgi_error(ex, "Exception in WSGI response close()");
+      if (!r) {
+        PyObject *exc = fra_err_take();
+        fra__ex_log_app_error(ex, exc ? exc : Py_None, "Exception in WSGI response close()");
+        Py_XDECREF(exc);
+      }
       Py_XDECREF(r);
     } else {
       PyErr_Clear();
@@ -441,60 +322,9 @@ finish:
   Py_XDECREF(result);
   Py_XDECREF(sr);
   Py_XDECREF(environ);
+  Py_CLEAR(ex->wsgi_app);
+  if (entered && PyContext_Exit(ctx) < 0) PyErr_WriteUnraisable((PyObject *)ex);
+  Py_CLEAR(ex->wsgi_ctx);
   ex->wflags |= FRA_W_FINISH;
-  post(ex);
-}
-
-/* ---- the pool ---- */
-
-static void wsgi_thread_main(void *arg) {
-  fra_pool *pool = arg;
-  uv_sem_t sem;
-  uv_sem_init(&sem, 0);
-  PyGILState_STATE g = PyGILState_Ensure();
-  PyThreadState *ts = PyEval_SaveThread();
-  for (;;) {
-    ExchangeObject *ex = fra_pool_take(pool);
-    if (!ex) break;
-    PyEval_RestoreThread(ts);
-    ex->sem = &sem;
-    wsgi_run(ex);
-    ex->sem = NULL;
-    ex->waiting = 0;
-    Py_DECREF(ex); /* the job's reference */
-    ts = PyEval_SaveThread();
-  }
-  PyEval_RestoreThread(ts);
-  PyGILState_Release(g);
-  uv_sem_destroy(&sem);
-  fra_pool_thread_exit(pool);
-}
-
-int fra_wsgi_start_pool(ServerObject *so) {
-  PyObject *sys_stderr = PySys_GetObject("stderr"); /* borrowed */
-  so->environ_base = Py_BuildValue("{sOsssOsOsOsOsOsOss}", "wsgi.version", so->st->wsgi_version,
-                                   "wsgi.url_scheme", "http", "wsgi.errors", sys_stderr ? sys_stderr : Py_None,
-                                   "wsgi.multithread", Py_True, "wsgi.multiprocess", Py_False, "wsgi.run_once",
-                                   Py_False, "wsgi.input_terminated", Py_True, "SCRIPT_NAME", so->root_path,
-                                   "SERVER_SOFTWARE", "flask-restful-async/0.1.0");
-  if (!so->environ_base) return -1;
-  so->pool = calloc(1, sizeof(fra_pool));
-  if (!so->pool) {
-    PyErr_NoMemory();
-    return -1;
-  }
-  int rc = fra_pool_start(so->pool, so->threads, wsgi_thread_main, so->pool);
-  if (rc) {
-    fra_raise_uv(rc, "thread pool");
-    return -1;
-  }
-  return 0;
-}
-
-void fra_wsgi_dispatch(ExchangeObject *ex) {
-  Py_INCREF(ex); /* the job's reference, dropped by the pool thread */
-  if (fra_pool_push(ex->srv->pool, ex) != 0) {
-    Py_DECREF(ex);
-    fra_conn_abort(ex->conn);
-  }
+  fra_threads_post(ex);
 }

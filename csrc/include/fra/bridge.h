@@ -10,31 +10,67 @@
 #include "fra/core.h"
 
 typedef struct fra_state {
-  PyTypeObject *ServerType, *ExchangeType, *ReadyType, *InputType;
+  PyTypeObject *ServerType, *ExchangeType, *ReadyType, *InputType, *CallType;
   PyObject *enter_task, *leave_task;      /* asyncio.tasks._enter_task / _leave_task */
-  PyObject *CancelledError, *InvalidStateError;
+  PyObject *CancelledError;
+  PyObject *BytesIO;                      /* io.BytesIO */
   PyObject *none_ready;                   /* awaitable that completes at once with None */
   PyObject *asgi_info;                    /* {"version": "3.0", "spec_version": "2.4"} */
   PyObject *kw_context;                   /* ("context",) */
-  PyObject *empty_bytes, *empty_tuple;
-  PyObject *hdr_names[40];                /* common header names, lower-case bytes */
+  PyObject *empty_bytes, *empty_tuple, *wsgi_version;
+  PyObject *hdr_names[40];                /* common header names, lower-case bytes (request.c) */
+  PyObject *env_keys[40];                 /* their environ keys: HTTP_HOST, CONTENT_TYPE, ... */
   PyObject *methods[64];                  /* method strings by llhttp id */
-  PyObject *wsgi_version, *str_http_1_1, *str_http_1_0, *str_HTTP_1_1, *str_HTTP_1_0;
   /* interned strings */
+  PyObject *str_HTTP_1_1, *str_HTTP_1_0, *s_1_1, *s_1_0;
   PyObject *s_type, *s_http, *s_asgi, *s_http_version, *s_method, *s_scheme, *s_path, *s_raw_path,
       *s_query_string, *s_root_path, *s_headers, *s_client, *s_server, *s_state, *s_status,
       *s_body, *s_more_body, *s_http_request, *s_http_disconnect, *s_http_response_start,
       *s_http_response_body, *s_asyncio_future_blocking, *s_add_done_callback, *s_result,
       *s_cancel, *s_throw, *s_close, *s_call_soon, *s_call_later, *s_create_future,
-      *s_set_result, *s_done, *s_add_reader, *s_remove_reader, *s_1_1, *s_1_0, *s_trailers,
-      *s_extensions, *s_msg;
+      *s_set_result, *s_set_exception, *s_done, *s_add_reader, *s_remove_reader;
+  PyObject *s_REQUEST_METHOD, *s_PATH_INFO, *s_QUERY_STRING, *s_RAW_URI, *s_SERVER_PROTOCOL,
+      *s_REMOTE_ADDR, *s_REMOTE_PORT, *s_SERVER_NAME, *s_SERVER_PORT, *s_CONTENT_LENGTH,
+      *s_wsgi_input;
 } fra_state;
+
+/* The exception being raised, taken: normalized, with its traceback (NULL if none). */
+static inline PyObject *fra_err_take(void) {
+#if PY_VERSION_HEX >= 0x030C0000
+  return PyErr_GetRaisedException();
+#else
+  PyObject *t, *v, *tb;
+  PyErr_Fetch(&t, &v, &tb);
+  PyErr_NormalizeException(&t, &v, &tb);
+  if (v && tb) PyException_SetTraceback(v, tb);
+  Py_XDECREF(t);
+  Py_XDECREF(tb);
+  return v;
+#endif
+}
+
+/* Raises exc again (a reference taken by fra_err_take; consumed; NULL: nothing). */
+static inline void fra_err_restore(PyObject *exc) {
+#if PY_VERSION_HEX >= 0x030C0000
+  PyErr_SetRaisedException(exc);
+#else
+  if (!exc) return;
+  PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* Pool jobs (threads.c) are Python objects that start with this prefix. */
+enum { FRA_JOB_EXCHANGE = 1, FRA_JOB_CALL = 2 };
+typedef struct fra_job {
+  PyObject_HEAD
+  uint8_t job_kind;
+} fra_job;
 
 typedef struct ServerObject {
   PyObject_HEAD
   fra_server core;
   fra_state *st;
-  PyObject *app, *loop, *on_error, *state, *root_path, *root_path_bytes;
+  PyObject *app, *loop, *on_error, *state, *root_path;
   PyObject *run_cb, *timer_cb, *kick_cb;  /* bound methods handed to the loop */
   PyObject *call_soon, *call_later, *create_future;
   PyObject *timer_handle;
@@ -42,18 +78,22 @@ typedef struct ServerObject {
   uint64_t timer_due;                     /* uv time (ms) the armed timer fires at */
   PyObject *drained;                      /* future from shutdown() */
   PyObject *environ_base;                 /* constant WSGI environ keys */
-  struct ExchangeObject *wsgi_ready;      /* exchanges with output from WSGI threads */
+  struct ExchangeObject *wsgi_ready;      /* exchanges with output from pool threads */
+  PyObject *calls_ready;                  /* finished submit() calls (threads.c CallObject list) */
   fra_pool *pool;
-  int threads, interface, native, kick_scheduled, started, attached, closed, backend_fd;
+  int threads, interface, native, kick_scheduled, started, attached, closed, core_ready, backend_fd;
 } ServerObject;
 
 enum { FRA_IF_ASGI = 0, FRA_IF_WSGI = 1 };
 
-/* WSGI thread -> loop thread requests (ExchangeObject.wflags) */
+/* Pool thread -> loop thread requests (ExchangeObject.wflags) */
 enum { FRA_W_FINISH = 1, FRA_W_CONTINUE = 2, FRA_W_READ = 4, FRA_W_ABORT = 8 };
+/* What a pool thread waits for (ExchangeObject.wait_for) */
+enum { FRA_WAIT_NONE = 0, FRA_WAIT_BODY = 1, FRA_WAIT_DRAIN = 2 };
 
 typedef struct ExchangeObject {
   PyObject_HEAD
+  uint8_t job_kind;                       /* fra_job prefix: FRA_JOB_EXCHANGE */
   PyObject *weakreflist;
   ServerObject *srv;                      /* strong */
   fra_conn *conn;                         /* borrowed; NULL once the connection is gone */
@@ -61,6 +101,8 @@ typedef struct ExchangeObject {
   PyObject *coro, *ctx, *fut_waiter, *recv_waiter, *send_waiter, *cancel_msg, *scope;
   PyObject *wakeup_cb, *step_cb;
   PyObject *outq;                         /* WSGI: bytes waiting for the loop thread */
+  PyObject *body_acc, *body_waiter;       /* native body(): what arrived so far, its future */
+  PyObject *wsgi_app, *wsgi_ctx, *environ; /* native run_wsgi(): the app, its context, environ */
   struct ExchangeObject *next_ready;
   uv_sem_t *sem;                          /* WSGI: the thread's semaphore while it waits */
   char *head;                             /* response head being built */
@@ -69,7 +111,7 @@ typedef struct ExchangeObject {
   int status, num_cancels;
   uint8_t kind, started, head_sent, chunked, complete, task_done, gone, keep_alive, is_head,
       no_body, must_cancel, body_delivered, close_after, continue_sent, has_app_cl, own_req,
-      has_date, has_server, waiting, wflags, on_ready, finished, cancel_on_gone;
+      has_date, has_server, waiting, wait_for, wflags, on_ready, finished, cancel_on_gone;
   char inline_head[320];
 } ExchangeObject;
 
@@ -110,19 +152,31 @@ void fra_ex_finish(ExchangeObject *ex);
 PyObject *fra_ready_new(fra_state *st, PyObject *value);
 void fra_ex_cancel_all(ServerObject *so);
 
-/* scope.c */
+/* request.c */
+int fra_request_init(fra_state *st);
 PyObject *fra_build_scope(ExchangeObject *ex);
-PyObject *fra_scope_path(ExchangeObject *ex);     /* scope["path"] alone */
-PyObject *fra_scope_method(ExchangeObject *ex);   /* scope["method"] alone */
-PyObject *fra_build_environ(ExchangeObject *ex);
-PyObject *fra_conn_addrs(ExchangeObject *ex);   /* (client, server) cached on the conn */
-int fra_scope_init(fra_state *st);
+PyObject *fra_request_path(ExchangeObject *ex);    /* scope["path"] alone */
+PyObject *fra_request_query(ExchangeObject *ex);   /* scope["query_string"] alone */
+PyObject *fra_request_method(ExchangeObject *ex);  /* scope["method"] alone */
+/** The PEP 3333 environ with `input` as wsgi.input; body_len >= 0: the whole body's length. */
+PyObject *fra_build_environ(ExchangeObject *ex, PyObject *input, Py_ssize_t body_len);
+PyObject *fra_environ_base(ServerObject *so, int multiprocess); /* the keys every environ shares */
+PyObject *fra_conn_addrs(ExchangeObject *ex);      /* (client, server) cached on the conn */
+
+/* threads.c */
+extern PyType_Spec fra_call_spec;
+extern PyMethodDef fra__threads_methods[];
+void fra_threads_dispatch(ExchangeObject *ex);     /* a WSGI server's request to the pool */
+int fra_threads_run_wsgi(ExchangeObject *ex);      /* a native request to the pool; 0 or -1 */
+void fra_threads_post(ExchangeObject *ex);         /* pool thread: the loop has work for ex */
+void fra_threads_wait(ExchangeObject *ex, int what); /* pool thread: wait for FRA_WAIT_* */
+void fra_threads_notify(ExchangeObject *ex);       /* loop thread: wake ex's thread if due */
+void fra_threads_wakeup(fra_server *s);            /* the core's on_wakeup hook */
+void fra_threads_drop_ready(ServerObject *so);     /* closing: release what waits for the loop */
 
 /* wsgi.c */
 extern PyType_Spec fra_input_spec;
-int fra_wsgi_start_pool(ServerObject *so);
-void fra_wsgi_dispatch(ExchangeObject *ex);
-void fra_wsgi_wakeup(fra_server *s);
-void fra_wsgi_notify(ExchangeObject *ex);     /* loop thread: wake a waiting WSGI thread */
+PyObject *fra_wsgi_input_new(ExchangeObject *ex);  /* wsgi.input streaming ex's body */
+void fra_wsgi_run(ExchangeObject *ex);             /* pool thread: serve ex the WSGI way */
 
 #endif

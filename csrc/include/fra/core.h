@@ -119,6 +119,15 @@ void fra_server_destroy(fra_server *s);
 /** Thread-safe: makes on_wakeup run soon on the loop thread. */
 void fra_server_wakeup(fra_server *s);
 
+/** A uv_buf_t over len bytes: on Unix its length is a size_t, which uv_buf_init's unsigned int
+ * parameter would cut above 4 GiB. */
+static inline uv_buf_t fra_buf(const char *base, size_t len) {
+  uv_buf_t b;
+  b.base = (char *)base;
+  b.len = len;
+  return b;
+}
+
 /* ---- connection, for the bridge ---- */
 
 /** Queues bytes for the client; copies what the socket did not take at once.
