@@ -48,6 +48,9 @@ static int ex_traverse(ExchangeObject *ex, visitproc visit, void *arg) {
   Py_VISIT(ex->scope);
   Py_VISIT(ex->wakeup_cb);
   Py_VISIT(ex->step_cb);
+  Py_VISIT(ex->done_cbs);
+  Py_VISIT(ex->result);
+  Py_VISIT(ex->name);
   Py_VISIT(ex->outq);
   return 0;
 }
@@ -62,6 +65,9 @@ static int ex_clear(ExchangeObject *ex) {
   Py_CLEAR(ex->scope);
   Py_CLEAR(ex->wakeup_cb);
   Py_CLEAR(ex->step_cb);
+  Py_CLEAR(ex->done_cbs);
+  Py_CLEAR(ex->result);
+  Py_CLEAR(ex->name);
   Py_CLEAR(ex->outq);
   return 0;
 }

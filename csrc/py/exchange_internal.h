@@ -7,6 +7,34 @@
 
 #define EX_FROM_CONN(c) ((ExchangeObject *)(c)->active)
 
+/* The pending exception as one object (normalized, its traceback attached; a new reference)
+ * with the error indicator cleared, or NULL if none is pending.  3.12 has this as
+ * PyErr_GetRaisedException; on 3.11 it takes the (deprecated from 3.12) three-part form. */
+static inline PyObject *fra__err_take(void) {
+#if PY_VERSION_HEX >= 0x030C0000
+  return PyErr_GetRaisedException();
+#else
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  if (!type) return NULL;
+  PyErr_NormalizeException(&type, &value, &tb);
+  if (value && tb) PyException_SetTraceback(value, tb);
+  Py_XDECREF(type);
+  Py_XDECREF(tb);
+  return value; /* normalizing always leaves an exception object */
+#endif
+}
+
+/* Raises exc (an exception object; the reference is consumed) with its own traceback: the
+ * inverse of fra__err_take. */
+static inline void fra__err_give(PyObject *exc) {
+#if PY_VERSION_HEX >= 0x030C0000
+  PyErr_SetRaisedException(exc);
+#else
+  PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
 /* Each room contributes its part of the Exchange type's Python surface (exchange.c joins them). */
 extern PyMethodDef fra__task_methods[], fra__asgi_methods[], fra__native_methods[];
 extern PyGetSetDef fra__task_getset[], fra__native_getset[];

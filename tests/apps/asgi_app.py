@@ -15,6 +15,8 @@ import json
 import sys
 from urllib.parse import parse_qs
 
+from task_cases import CASES, run_case
+
 CALLS = []
 STATE = {}
 GATES = {}
@@ -299,6 +301,13 @@ async def h_tasks(scope, receive, send):
     await respond_json(send, res)
 
 
+async def h_task(scope, receive, send):
+    """/t/task/CASE?id=ID: one of task_cases.CASES run in the request's task."""
+    await read_body(receive)
+    res = await run_case(scope["path"].rsplit("/", 1)[1], params(scope)["id"], STATE)
+    await respond_json(send, res)
+
+
 async def h_raise_before(scope, receive, send):
     await read_body(receive)
     raise RuntimeError("boom-before-" + params(scope).get("id", ""))
@@ -379,6 +388,7 @@ ROUTES = {
     "/t/bad-header": h_bad_header,
     "/t/progress-stream": h_progress_stream,
     "/t/log": h_log,
+    **{"/t/task/" + case: h_task for case in CASES},
 }
 
 

@@ -60,6 +60,10 @@ typedef struct ExchangeObject {
   fra_req *req;                           /* the conn's until it closes, then ours */
   PyObject *coro, *ctx, *fut_waiter, *recv_waiter, *send_waiter, *cancel_msg, *scope;
   PyObject *wakeup_cb, *step_cb;
+  PyObject *done_cbs;                     /* list of (fn, context) until the handler ends */
+  PyObject *result;                       /* the handler's return value, or its exception while
+                                           * the done callbacks it was ended with are pending */
+  PyObject *name;                         /* set_name(); NULL: a name made from the address */
   PyObject *outq;                         /* WSGI: bytes waiting for the loop thread */
   struct ExchangeObject *next_ready;
   uv_sem_t *sem;                          /* WSGI: the thread's semaphore while it waits */
@@ -69,7 +73,8 @@ typedef struct ExchangeObject {
   int status, num_cancels;
   uint8_t kind, started, head_sent, chunked, complete, task_done, gone, keep_alive, is_head,
       no_body, must_cancel, body_delivered, close_after, continue_sent, has_app_cl, own_req,
-      has_date, has_server, waiting, wflags, on_ready, finished, cancel_on_gone;
+      has_date, has_server, waiting, wflags, on_ready, finished, cancel_on_gone, task_cancelled,
+      task_failed;
   char inline_head[320];
 } ExchangeObject;
 
