@@ -1,7 +1,8 @@
 /* asgi.c — ASGI receive() and send() for an exchange: body messages from the request's queue,
  * http.response.start / http.response.body into framing.c, backpressure through a future
- * when the write queue is above its high watermark.  Owns the futures receive() and send()
- * return while they wait.  Every function here needs the GIL. */
+ * when the write queue is above its high watermark, and _core.ClientDisconnected from send()
+ * once the client has gone (ASGI spec 2.4).  Owns the futures receive() and send() return
+ * while they wait.  Every function here needs the GIL. */
 #include "exchange_internal.h"
 
 PyObject *fra__asgi_request_msg(ExchangeObject *ex) {
@@ -123,16 +124,18 @@ static int send_start(ExchangeObject *ex, PyObject *msg) {
   return 0;
 }
 
+/* The client has gone: ASGI spec 2.4 asks send() to raise an OSError subclass, so an app
+ * streaming a response stops instead of producing for nobody. */
+static PyObject *raise_gone(fra_state *st) {
+  PyErr_SetString(st->ClientDisconnected, "the client has disconnected");
+  return NULL;
+}
+
 static PyObject *ex_send(ExchangeObject *ex, PyObject *msg) {
   fra_state *st = ex->srv->st;
   if (!PyDict_Check(msg)) {
     PyErr_SetString(PyExc_TypeError, "ASGI message must be a dict");
     return NULL;
-  }
-  if (ex->gone) {
-    /* The client is gone: whatever is sent goes nowhere, as on a closed socket. */
-    if (!ex->complete && !ex->conn) ex->complete = 1;
-    return Py_NewRef(st->none_ready);
   }
   PyObject *type = PyDict_GetItemWithError(msg, st->s_type); // borrowed
   if (!type) {
@@ -144,6 +147,7 @@ static PyObject *ex_send(ExchangeObject *ex, PyObject *msg) {
     return NULL;
   }
   if (type == st->s_http_response_body || PyUnicode_Compare(type, st->s_http_response_body) == 0) {
+    if (ex->gone) return raise_gone(st);
     if (!ex->started) {
       PyErr_SetString(PyExc_RuntimeError, "http.response.body before http.response.start");
       return NULL;
@@ -152,10 +156,7 @@ static PyObject *ex_send(ExchangeObject *ex, PyObject *msg) {
       PyErr_SetString(PyExc_RuntimeError, "response already complete");
       return NULL;
     }
-    if (!ex->conn) {
-      /* The client is gone: the body goes nowhere, as with a closed socket. */
-      return Py_NewRef(st->none_ready);
-    }
+    if (!ex->conn) return raise_gone(st);
     Py_buffer body;
     int has;
     if (get_buffer_item(msg, st->s_body, &body, &has) < 0) return NULL;
@@ -184,6 +185,7 @@ static PyObject *ex_send(ExchangeObject *ex, PyObject *msg) {
     return Py_NewRef(st->none_ready);
   }
   if (type == st->s_http_response_start || PyUnicode_Compare(type, st->s_http_response_start) == 0) {
+    if (ex->gone) return raise_gone(st);
     if (send_start(ex, msg) < 0) return NULL;
     return Py_NewRef(st->none_ready);
   }

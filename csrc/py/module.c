@@ -101,6 +101,13 @@ static int module_exec(PyObject *m) {
   st->InvalidStateError = PyObject_GetAttrString(exc, "InvalidStateError");
   Py_DECREF(exc);
   if (!st->CancelledError || !st->InvalidStateError) return -1;
+  /* ASGI spec 2.4: send() on a closed connection raises a server-specific OSError subclass */
+  st->ClientDisconnected = PyErr_NewExceptionWithDoc(
+      "flask_restful_async._core.ClientDisconnected",
+      "The client has gone: what was sent (ASGI send(), Exchange.respond()) goes nowhere.",
+      PyExc_OSError, NULL);
+  if (!st->ClientDisconnected || PyModule_AddObjectRef(m, "ClientDisconnected", st->ClientDisconnected) < 0)
+    return -1;
 
   if (!(st->asgi_info = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.4"))) return -1;
   if (!(st->kw_context = Py_BuildValue("(s)", "context"))) return -1;
@@ -129,6 +136,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
   Py_VISIT(st->ReadyType);
   Py_VISIT(st->InputType);
   Py_VISIT(st->none_ready);
+  Py_VISIT(st->ClientDisconnected);
   return 0;
 }
 
@@ -139,6 +147,7 @@ static int module_clear(PyObject *m) {
   Py_CLEAR(st->ReadyType);
   Py_CLEAR(st->InputType);
   Py_CLEAR(st->none_ready);
+  Py_CLEAR(st->ClientDisconnected);
   return 0;
 }
 

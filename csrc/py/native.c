@@ -69,7 +69,7 @@ void fra__ex_cancel_for_disconnect(ExchangeObject *ex) {
 
 /* respond(status, content_type, body): the whole response in one call, with Content-Length
  * (what http.response.start + http.response.body would send, without the dicts).  body is
- * bytes-like, or str sent as UTF-8. */
+ * bytes-like, or str sent as UTF-8.  Raises ClientDisconnected once the client has gone. */
 static PyObject *ex_respond(ExchangeObject *ex, PyObject *const *args, Py_ssize_t n) {
   if (n != 3) {
     PyErr_SetString(PyExc_TypeError, "respond(status, content_type, body)");
@@ -99,11 +99,11 @@ static PyObject *ex_respond(ExchangeObject *ex, PyObject *const *args, Py_ssize_
     PyBuffer_Release(&ct);
     return NULL;
   }
-  int rc = 0;
+  int rc;
   if (ex->gone || !ex->conn) {
-    /* The client is gone: the response goes nowhere, as with a closed socket. */
-    ex->started = 1;
-    ex->complete = 1;
+    /* The client is gone: raised as ASGI send() does (the caller knows nothing was sent). */
+    PyErr_SetString(ex->srv->st->ClientDisconnected, "the client has disconnected");
+    rc = -1;
   } else {
     rc = fra_ex_head_begin(ex, (int)code, NULL, 0);
     if (rc == 0) rc = fra_ex_head_add(ex, "content-type", 12, ct.buf, (size_t)ct.len);
@@ -125,7 +125,8 @@ PyMethodDef fra__native_methods[] = {
     {"cancel_on_disconnect", (PyCFunction)ex_cancel_on_disconnect, METH_NOARGS,
      "Cancel the handler if the client disconnects."},
     {"respond", (PyCFunction)(void (*)(void))ex_respond, METH_FASTCALL,
-     "respond(status, content_type, body): the whole response with Content-Length; a str body is sent as UTF-8."},
+     "respond(status, content_type, body): the whole response with Content-Length; a str body is sent as UTF-8; "
+     "ClientDisconnected if the client has gone."},
     {NULL, NULL, 0, NULL},
 };
 

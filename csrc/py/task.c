@@ -62,16 +62,40 @@ void fra__ex_log_app_error(ExchangeObject *ex, PyObject *exc, const char *what) 
   fra_log_error(ex->srv, msg, exc);
 }
 
+/* Is exc our ClientDisconnected, or was it caused by one or raised while handling one (its
+ * __cause__ / __context__ chain)?  Such an error only says the client left. */
+static int from_disconnect(fra_state *st, PyObject *exc) {
+  PyObject *todo[16]; // borrowed: the chain is kept alive by exc
+  int n = 0, visited = 0;
+  todo[n++] = exc;
+  while (n && visited++ < 64) { /* bounded: a chain can loop */
+    PyObject *e = todo[--n];
+    if (!PyExceptionInstance_Check(e)) continue;
+    if (PyObject_TypeCheck(e, (PyTypeObject *)st->ClientDisconnected)) return 1;
+    PyObject *cause = PyException_GetCause(e), *context = PyException_GetContext(e);
+    if (cause && n < 16) todo[n++] = cause;
+    if (context && context != cause && n < 16) todo[n++] = context;
+    Py_XDECREF(cause);
+    Py_XDECREF(context);
+  }
+  return 0;
+}
+
+static void log_app_error(ExchangeObject *ex, PyObject *exc, const char *what) {
+  if (exc != Py_None && from_disconnect(ex->srv->st, exc)) return; /* the client left: not an app error */
+  fra__ex_log_app_error(ex, exc, what);
+}
+
 /* The app's coroutine ended: by returning (value, exc NULL, cancelled 0), by cancellation,
  * or by an exception (exc set; Py_None when the driver itself failed without one). */
 static void ex_app_ended(ExchangeObject *ex, PyObject *value, PyObject *exc, int cancelled) {
   ex_task_done(ex, value, exc, cancelled);
   if (ex->complete) {
-    if (exc) fra__ex_log_app_error(ex, exc, "Exception in ASGI application after the response");
+    if (exc) log_app_error(ex, exc, "Exception in ASGI application after the response");
     if (!ex->finished) fra_ex_finish(ex);
     return;
   }
-  if (exc) fra__ex_log_app_error(ex, exc, "Exception in ASGI application");
+  if (exc) log_app_error(ex, exc, "Exception in ASGI application");
   if (cancelled || ex->gone) {
     ex->wflags |= FRA_W_ABORT;
   } else if (!ex->head_sent) {

@@ -13,6 +13,8 @@ typedef struct fra_state {
   PyTypeObject *ServerType, *ExchangeType, *ReadyType, *InputType;
   PyObject *enter_task, *leave_task;      /* asyncio.tasks._enter_task / _leave_task */
   PyObject *CancelledError, *InvalidStateError;
+  PyObject *ClientDisconnected;           /* _core.ClientDisconnected(OSError): send after the
+                                           * client has gone (ASGI spec 2.4) */
   PyObject *none_ready;                   /* awaitable that completes at once with None */
   PyObject *asgi_info;                    /* {"version": "3.0", "spec_version": "2.4"} */
   PyObject *kw_context;                   /* ("context",) */
