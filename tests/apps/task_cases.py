@@ -140,22 +140,22 @@ async def case_cancel_msg(rid, record):
     """cancel("why") while suspended and cancel("now") before the next suspension: the
     messages reach the CancelledError; cancelling()/uncancel() count."""
     task = asyncio.current_task()
-    res = {}
+    res = {"cancelling": []}
+
+    async def cancelled_with(awaitable):
+        try:
+            await awaitable
+            return "not cancelled"
+        except asyncio.CancelledError as exc:
+            res["cancelling"].append(task.cancelling())
+            task.uncancel()
+            return list(exc.args)
+
     asyncio.get_running_loop().call_later(0.005, task.cancel, "why")
-    try:
-        await asyncio.sleep(30)
-        res["suspended"] = "not cancelled"
-    except asyncio.CancelledError as exc:
-        res["suspended"] = list(exc.args)
-        res["cancelling_1"] = task.cancelling()
-        res["uncancel_1"] = task.uncancel()
+    res["suspended"] = await cancelled_with(asyncio.sleep(30))
     res["cancel_returned"] = task.cancel("now")
-    try:
-        await asyncio.sleep(0)
-        res["before_suspension"] = "not cancelled"
-    except asyncio.CancelledError as exc:
-        res["before_suspension"] = list(exc.args)
-        res["uncancel_2"] = task.uncancel()
+    res["before_suspension"] = await cancelled_with(asyncio.sleep(0))
+    res["cancelling_after"] = task.cancelling()
     return res
 
 
