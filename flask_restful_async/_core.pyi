@@ -58,4 +58,7 @@ class Server:
     def stats(self) -> dict:
         """{'connections': int, 'requests': int (total served), 'active': int (in flight)}"""
 
+class ClientDisconnected(OSError):
+    """Raised by ASGI send() and Exchange.respond() once the client has gone (ASGI spec 2.4)."""
+
 def version() -> str: ...                     # "flask-restful-async/<ver> libuv/<ver> llhttp/<ver>"

@@ -1,7 +1,8 @@
 /* asgi.c — ASGI receive() and send() for an exchange: body messages from the request's queue,
  * http.response.start / http.response.body into framing.c, backpressure through a future
- * when the write queue is above its high watermark.  Owns the futures receive() and send()
- * return while they wait.  Every function here needs the GIL. */
+ * when the write queue is above its high watermark, and _core.ClientDisconnected from send()
+ * once the client has gone (ASGI spec 2.4).  Owns the futures receive() and send() return
+ * while they wait.  Every function here needs the GIL. */
 #include "exchange_internal.h"
 
 PyObject *fra__asgi_request_msg(ExchangeObject *ex) {
@@ -13,7 +14,7 @@ PyObject *fra__asgi_request_msg(ExchangeObject *ex) {
   r->body_off = r->body_len = 0;
   int more = !r->complete;
   if (!more) ex->body_delivered = 1;
-  PyObject *d = _PyDict_NewPresized(3);
+  PyObject *d = PyDict_New();
   if (!d || PyDict_SetItem(d, st->s_type, st->s_http_request) < 0 || PyDict_SetItem(d, st->s_body, body) < 0 ||
       PyDict_SetItem(d, st->s_more_body, more ? Py_True : Py_False) < 0) {
     Py_XDECREF(d);
@@ -23,13 +24,6 @@ PyObject *fra__asgi_request_msg(ExchangeObject *ex) {
   Py_DECREF(body);
   if (ex->conn) fra_conn_body_consumed(ex->conn);
   return d;
-}
-
-static void send_continue(ExchangeObject *ex) {
-  if (ex->continue_sent || ex->started || !ex->conn || !ex->req->expect_continue) return;
-  ex->continue_sent = 1;
-  uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
-  fra_conn_write(ex->conn, &b, 1);
 }
 
 static PyObject *ex_receive(ExchangeObject *ex, PyObject *unused) {
@@ -47,7 +41,7 @@ static PyObject *ex_receive(ExchangeObject *ex, PyObject *unused) {
       return NULL;
     }
     if (!ex->body_delivered) {
-      send_continue(ex);
+      fra__ex_continue(ex);
       fra_srv_after_call(ex->srv);
     }
     ex->recv_waiter = PyObject_CallNoArgs(ex->srv->create_future);
@@ -60,7 +54,7 @@ static PyObject *ex_receive(ExchangeObject *ex, PyObject *unused) {
 }
 
 static int get_buffer_item(PyObject *d, PyObject *key, Py_buffer *view, int *has) {
-  PyObject *v = PyDict_GetItemWithError(d, key); /* borrowed */
+  PyObject *v = PyDict_GetItemWithError(d, key); // borrowed
   *has = 0;
   if (!v) return PyErr_Occurred() ? -1 : 0;
   if (PyObject_GetBuffer(v, view, PyBUF_SIMPLE) < 0) return -1;
@@ -74,7 +68,7 @@ static int send_start(ExchangeObject *ex, PyObject *msg) {
     PyErr_SetString(PyExc_RuntimeError, "http.response.start sent twice");
     return -1;
   }
-  PyObject *status = PyDict_GetItemWithError(msg, st->s_status);
+  PyObject *status = PyDict_GetItemWithError(msg, st->s_status); // borrowed
   if (!status) {
     if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "http.response.start without status");
     return -1;
@@ -86,14 +80,14 @@ static int send_start(ExchangeObject *ex, PyObject *msg) {
     return -1;
   }
   if (fra_ex_head_begin(ex, (int)code, NULL, 0) < 0) return -1;
-  PyObject *headers = PyDict_GetItemWithError(msg, st->s_headers);
+  PyObject *headers = PyDict_GetItemWithError(msg, st->s_headers); // borrowed
   if (!headers && PyErr_Occurred()) return -1;
   if (headers) {
     PyObject *seq = PySequence_Fast(headers, "headers must be an iterable of (name, value) pairs");
     if (!seq) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     for (Py_ssize_t i = 0; i < n; i++) {
-      PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+      PyObject *pair = PySequence_Fast_GET_ITEM(seq, i); // borrowed, as are name and value
       PyObject *name, *value;
       if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2) {
         name = PyTuple_GET_ITEM(pair, 0);
@@ -123,46 +117,47 @@ static int send_start(ExchangeObject *ex, PyObject *msg) {
   return 0;
 }
 
+/* The client has gone: ASGI spec 2.4 asks send() to raise an OSError subclass, so an app
+ * streaming a response stops instead of producing for nobody. */
+static PyObject *raise_gone(fra_state *st) {
+  PyErr_SetString(st->ClientDisconnected, "the client has disconnected");
+  return NULL;
+}
+
 static PyObject *ex_send(ExchangeObject *ex, PyObject *msg) {
   fra_state *st = ex->srv->st;
   if (!PyDict_Check(msg)) {
     PyErr_SetString(PyExc_TypeError, "ASGI message must be a dict");
     return NULL;
   }
-  if (ex->gone) {
-    /* The client is gone: whatever is sent goes nowhere, as on a closed socket. */
-    if (!ex->complete && !ex->conn) ex->complete = 1;
-    return Py_NewRef(st->none_ready);
-  }
-  PyObject *type = PyDict_GetItemWithError(msg, st->s_type);
+  PyObject *type = PyDict_GetItemWithError(msg, st->s_type); // borrowed
   if (!type) {
     if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "ASGI message without 'type'");
     return NULL;
   }
+  if (!PyUnicode_Check(type)) {
+    PyErr_Format(PyExc_TypeError, "ASGI message type must be a str, not %.100s", Py_TYPE(type)->tp_name);
+    return NULL;
+  }
   if (type == st->s_http_response_body || PyUnicode_Compare(type, st->s_http_response_body) == 0) {
+    if (ex->gone) return raise_gone(st);
     if (!ex->started) {
       PyErr_SetString(PyExc_RuntimeError, "http.response.body before http.response.start");
       return NULL;
     }
     if (ex->complete) {
-      if (ex->gone) return Py_NewRef(st->none_ready);
       PyErr_SetString(PyExc_RuntimeError, "response already complete");
       return NULL;
     }
+    if (!ex->conn) return raise_gone(st);
     Py_buffer body;
     int has;
     if (get_buffer_item(msg, st->s_body, &body, &has) < 0) return NULL;
-    PyObject *mb = PyDict_GetItemWithError(msg, st->s_more_body);
+    PyObject *mb = PyDict_GetItemWithError(msg, st->s_more_body); // borrowed
     int more = mb ? PyObject_IsTrue(mb) : 0;
     if (more < 0 || (!mb && PyErr_Occurred())) {
       if (has) PyBuffer_Release(&body);
       return NULL;
-    }
-    if (ex->gone || !ex->conn) {
-      /* The client is gone: the body goes nowhere, as with a closed socket. */
-      if (has) PyBuffer_Release(&body);
-      if (!more) ex->complete = 1;
-      return Py_NewRef(st->none_ready);
     }
     int rc = fra_ex_body(ex, has ? body.buf : "", has ? (size_t)body.len : 0, more);
     if (has) PyBuffer_Release(&body);
@@ -183,10 +178,10 @@ static PyObject *ex_send(ExchangeObject *ex, PyObject *msg) {
     return Py_NewRef(st->none_ready);
   }
   if (type == st->s_http_response_start || PyUnicode_Compare(type, st->s_http_response_start) == 0) {
+    if (ex->gone) return raise_gone(st);
     if (send_start(ex, msg) < 0) return NULL;
     return Py_NewRef(st->none_ready);
   }
-  if (PyErr_Occurred()) return NULL;
   PyErr_Format(PyExc_RuntimeError, "unexpected ASGI message type %R", type);
   return NULL;
 }

@@ -49,6 +49,9 @@ static int ex_traverse(ExchangeObject *ex, visitproc visit, void *arg) {
   Py_VISIT(ex->scope);
   Py_VISIT(ex->wakeup_cb);
   Py_VISIT(ex->step_cb);
+  Py_VISIT(ex->done_cbs);
+  Py_VISIT(ex->result);
+  Py_VISIT(ex->name);
   Py_VISIT(ex->outq);
   Py_VISIT(ex->body_acc);
   Py_VISIT(ex->body_waiter);
@@ -68,6 +71,9 @@ static int ex_clear(ExchangeObject *ex) {
   Py_CLEAR(ex->scope);
   Py_CLEAR(ex->wakeup_cb);
   Py_CLEAR(ex->step_cb);
+  Py_CLEAR(ex->done_cbs);
+  Py_CLEAR(ex->result);
+  Py_CLEAR(ex->name);
   Py_CLEAR(ex->outq);
   Py_CLEAR(ex->body_acc);
   Py_CLEAR(ex->body_waiter);

@@ -110,13 +110,21 @@ static int module_exec(PyObject *m) {
   PyObject *exc = PyImport_ImportModule("asyncio.exceptions");
   if (!exc) return -1;
   st->CancelledError = PyObject_GetAttrString(exc, "CancelledError");
+  st->InvalidStateError = PyObject_GetAttrString(exc, "InvalidStateError");
   Py_DECREF(exc);
-  if (!st->CancelledError) return -1;
+  if (!st->CancelledError || !st->InvalidStateError) return -1;
   PyObject *io = PyImport_ImportModule("io");
   if (!io) return -1;
   st->BytesIO = PyObject_GetAttrString(io, "BytesIO");
   Py_DECREF(io);
   if (!st->BytesIO) return -1;
+  /* ASGI spec 2.4: send() on a closed connection raises a server-specific OSError subclass */
+  st->ClientDisconnected = PyErr_NewExceptionWithDoc(
+      "flask_restful_async._core.ClientDisconnected",
+      "The client has gone: what was sent (ASGI send(), Exchange.respond()) goes nowhere.",
+      PyExc_OSError, NULL);
+  if (!st->ClientDisconnected || PyModule_AddObjectRef(m, "ClientDisconnected", st->ClientDisconnected) < 0)
+    return -1;
 
   if (!(st->asgi_info = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.4"))) return -1;
   if (!(st->kw_context = Py_BuildValue("(s)", "context"))) return -1;

@@ -203,13 +203,12 @@ static PyObject *respond_body(ExchangeObject *ex, Py_buffer *body, int rc) {
   Py_RETURN_NONE;
 }
 
-/* A response to a client that has gone goes nowhere, as with a closed socket. */
+/* A response to a client that has gone: ClientDisconnected, as ASGI send() raises (spec 2.4);
+ * nothing is marked started, so a caller that catches it can just return. */
 static PyObject *respond_gone(ExchangeObject *ex, Py_buffer *body) {
   PyBuffer_Release(body);
-  ex->started = 1;
-  ex->complete = 1;
-  fra_ex_finish(ex);
-  Py_RETURN_NONE;
+  PyErr_SetString(ex->srv->st->ClientDisconnected, "the client has disconnected");
+  return NULL;
 }
 
 /* respond(status, content_type, body): the whole response in one call, with Content-Length
@@ -293,9 +292,11 @@ PyMethodDef fra__native_methods[] = {
     {"cancel_on_disconnect", (PyCFunction)ex_cancel_on_disconnect, METH_NOARGS,
      "Cancel the handler if the client disconnects."},
     {"respond", (PyCFunction)(void (*)(void))ex_respond, METH_FASTCALL,
-     "respond(status, content_type, body): the whole response with Content-Length; a str body is sent as UTF-8."},
+     "respond(status, content_type, body): the whole response with Content-Length; a str body is sent as UTF-8; "
+     "ClientDisconnected if the client has gone."},
     {"respond_wsgi", (PyCFunction)(void (*)(void))ex_respond_wsgi, METH_FASTCALL,
-     "respond_wsgi(status, headers, body): the whole response from a WSGI status line and header list."},
+     "respond_wsgi(status, headers, body): the whole response from a WSGI status line and header list; "
+     "ClientDisconnected if the client has gone."},
     {"run_wsgi", (PyCFunction)(void (*)(void))ex_run_wsgi, METH_FASTCALL,
      "run_wsgi(app, environ=None): serve the request with a WSGI app in the thread pool."},
     {NULL, NULL, 0, NULL},

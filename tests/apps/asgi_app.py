@@ -15,6 +15,8 @@ import json
 import sys
 from urllib.parse import parse_qs
 
+from task_cases import CASES, run_case
+
 CALLS = []
 STATE = {}
 GATES = {}
@@ -208,7 +210,10 @@ async def h_read_sha(scope, receive, send):
 
 
 async def h_disconnect(scope, receive, send):
-    """Records every message receive() returns until http.disconnect (then once more)."""
+    """Records every message receive() returns until http.disconnect (then once more).
+    send_after=1: then sends the rest of a response, recording what each send() raised;
+    send_after=propagate|context|cause: then sends, and lets the error end the handler as
+    it is, raised while handling it, or raised from it."""
     key = params(scope)["id"]
     log = STATE.setdefault(key, [])
     p = params(scope)
@@ -223,14 +228,29 @@ async def h_disconnect(scope, receive, send):
         if msg["type"] == "http.disconnect":
             again = await receive()
             log.append("again:" + again["type"])
-            if p.get("send_after") == "1":
+            late = [] if p.get("start") == "1" else [
+                {"type": "http.response.start", "status": 200, "headers": []}]
+            late.append({"type": "http.response.body", "body": b"late", "more_body": False})
+            how = p.get("send_after")
+            if how == "1":
+                for message in late:
+                    try:
+                        await send(message)
+                        log.append("send-after-disconnect:ok")
+                    except OSError as exc:
+                        log.append("send-after-disconnect:OSError:" + type(exc).__name__)
+                    except Exception as exc:
+                        log.append("send-after-disconnect:" + type(exc).__name__)
+            elif how in ("propagate", "context", "cause"):
+                log.append("done")
                 try:
-                    await send({"type": "http.response.body", "body": b"late", "more_body": False})
-                    log.append("send-after-disconnect:ok")
-                except OSError:
-                    log.append("send-after-disconnect:OSError")
-                except Exception as exc:
-                    log.append("send-after-disconnect:" + type(exc).__name__)
+                    await send(late[0])
+                except OSError as exc:
+                    if how == "context":
+                        raise RuntimeError("raised while handling the disconnect")
+                    if how == "cause":
+                        raise RuntimeError("raised from the disconnect") from exc
+                    raise
             log.append("done")
             return
 
@@ -296,6 +316,13 @@ async def h_tasks(scope, receive, send):
         res["taskgroup"] = f"{type(exc).__name__}: {exc}"
     res["context_at_end"] = REQUEST_ID.get(None) == rid
     res["id"] = rid
+    await respond_json(send, res)
+
+
+async def h_task(scope, receive, send):
+    """/t/task/CASE?id=ID: one of task_cases.CASES run in the request's task."""
+    await read_body(receive)
+    res = await run_case(scope["path"].rsplit("/", 1)[1], params(scope)["id"], STATE)
     await respond_json(send, res)
 
 
@@ -379,6 +406,7 @@ ROUTES = {
     "/t/bad-header": h_bad_header,
     "/t/progress-stream": h_progress_stream,
     "/t/log": h_log,
+    **{"/t/task/" + case: h_task for case in CASES},
 }
 
 

@@ -41,6 +41,29 @@ async def stream(request: Request):
     return StreamingResponse(gen(), media_type="text/plain")
 
 
+STATE = {}
+
+
+async def endless(request: Request):
+    """A stream that never ends by itself: STATE[id] counts the chunks its generator yielded
+    and says whether its `finally` ran (tests/test_client_disconnected.py)."""
+    rec = STATE[request.query_params["id"]] = {"yielded": 0, "finally": False}
+
+    async def gen():
+        try:
+            while True:
+                rec["yielded"] += 1
+                yield b"x" * 4096
+                await asyncio.sleep(0.001)
+        finally:
+            rec["finally"] = True
+    return StreamingResponse(gen(), media_type="application/octet-stream")
+
+
+async def state(request: Request):
+    return JSONResponse(STATE.get(request.query_params["id"]))
+
+
 async def cookies(request: Request):
     resp = PlainTextResponse("cookies set")
     resp.set_cookie("a", "1")
@@ -70,4 +93,6 @@ app = Starlette(routes=[
     Route("/cookies", cookies),
     Route("/timeout", timeout),
     Route("/fail", fail),
+    Route("/endless", endless),
+    Route("/__state__", state),
 ], lifespan=lifespan)

@@ -15,6 +15,7 @@ from flask_restful_async.compat import run_async, run_sync
 from flask_restful_async.native import entry_for
 
 from shared_resources import hang_resource  # (tests/apps_api/)
+from task_resources import add_task_resources  # (tests/apps_api/)
 
 app = Flask(__name__)
 app.secret_key = "test-secret"
@@ -233,6 +234,7 @@ api.add_resource(Hang, "/hang")
 api.add_resource(Blocker, "/blocker")
 api.add_resource(Everything, "/everything")
 api.add_resource(Failing, "/fail/<kind>")
+add_task_resources(api, state)
 
 # A blueprint with its own Api: a prefix and an Api-wide timeout.
 bp = Blueprint("v2", __name__)

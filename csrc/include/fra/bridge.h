@@ -12,7 +12,9 @@
 typedef struct fra_state {
   PyTypeObject *ServerType, *ExchangeType, *ReadyType, *InputType, *CallType;
   PyObject *enter_task, *leave_task;      /* asyncio.tasks._enter_task / _leave_task */
-  PyObject *CancelledError;
+  PyObject *CancelledError, *InvalidStateError;
+  PyObject *ClientDisconnected;           /* _core.ClientDisconnected(OSError): send after the
+                                           * client has gone (ASGI spec 2.4) */
   PyObject *BytesIO;                      /* io.BytesIO */
   PyObject *none_ready;                   /* awaitable that completes at once with None */
   PyObject *asgi_info;                    /* {"version": "3.0", "spec_version": "2.4"} */
@@ -100,6 +102,10 @@ typedef struct ExchangeObject {
   fra_req *req;                           /* the conn's until it closes, then ours */
   PyObject *coro, *ctx, *fut_waiter, *recv_waiter, *send_waiter, *cancel_msg, *scope;
   PyObject *wakeup_cb, *step_cb;
+  PyObject *done_cbs;                     /* list of (fn, context) until the handler ends */
+  PyObject *result;                       /* the handler's return value, or its exception while
+                                           * the done callbacks it was ended with are pending */
+  PyObject *name;                         /* set_name(); NULL: a name made from the address */
   PyObject *outq;                         /* WSGI: bytes waiting for the loop thread */
   PyObject *body_acc, *body_waiter;       /* native body(): what arrived so far, its future */
   PyObject *wsgi_app, *wsgi_ctx, *environ; /* native run_wsgi(): the app, its context, environ */
@@ -111,7 +117,8 @@ typedef struct ExchangeObject {
   int status, num_cancels;
   uint8_t kind, started, head_sent, chunked, complete, task_done, gone, keep_alive, is_head,
       no_body, must_cancel, body_delivered, close_after, continue_sent, has_app_cl, own_req,
-      has_date, has_server, waiting, wait_for, wflags, on_ready, finished, cancel_on_gone;
+      has_date, has_server, waiting, wait_for, wflags, on_ready, finished, cancel_on_gone,
+      task_cancelled, task_failed;
   char inline_head[320];
 } ExchangeObject;
 
