@@ -41,7 +41,9 @@ _EXPORTS = {
     "current_app": "flask",
 }
 _SUBMODULES = ("fields", "inputs", "reqparse", "representations", "utils", "compat",
-               "testing", "dispatch", "loops", "errors", "resources", "marshalling", "iso8601")
+               "testing", "loops", "errors", "resources", "marshalling", "iso8601", "awaiting",
+               "routing", "pipeline", "lazy_context", "light_request", "rendering", "watchdog",
+               "trampolines", "asgi_environ", "server_app")
 
 __all__ = ("Api", "Resource", "AsyncResource", "marshal", "marshal_with", "marshal_with_field",
            "abort", "fields", "inputs", "reqparse", "representations", "utils", "OrderedDict",

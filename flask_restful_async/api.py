@@ -1,5 +1,6 @@
 """Api: registers resources on a Flask app or blueprint, renders their return values by
 media type, and turns exceptions raised in its endpoints into JSON error responses."""
+import asyncio
 import inspect
 import operator
 import sys
@@ -16,10 +17,13 @@ from werkzeug.exceptions import (HTTPException, InternalServerError, MethodNotAl
                                  NotAcceptable, NotFound)
 from werkzeug.wrappers import Response as ResponseBase
 
-from flask_restful_async.dispatch import bind_api, call_awaiting
+from flask_restful_async.asgi import AsgiApp
+from flask_restful_async.awaiting import bind_api, call_awaiting
+from flask_restful_async.compat import run_sync
 from flask_restful_async.errors import reraise_if_propagating
-from flask_restful_async.loops import run_coroutine_sync
+from flask_restful_async.loops import run_coroutine_sync, server_loop
 from flask_restful_async.representations.json import output_json
+from flask_restful_async.resources import AsyncResource
 from flask_restful_async.utils import http_status_message, unpack
 
 __all__ = ["Api", "DEFAULT_REPRESENTATIONS"]
@@ -263,22 +267,19 @@ class Api:
         if inspect.iscoroutinefunction(decorated) and not _is_async_resource(resource):
             # An async Api decorator awaits what it wraps: give it an awaitable, with the
             # sync resource running in a worker thread so it cannot block a loop.
-            from flask_restful_async.compat import run_sync
-            from flask_restful_async.loops import server_loop
-
             async def threaded(*a: Any, **kw: Any) -> Any:
-                if server_loop.get() is None:
-                    # a WSGI worker thread's private loop: blocking it blocks no one else
+                if asyncio.get_running_loop() is not server_loop.get():
+                    # a worker thread's private loop: blocking it blocks no one else
                     return output(*a, **kw)
                 return await run_sync(output, *a, **kw)
             decorated = wraps(output)(threaded)
             for decorator in self.decorators:
                 decorated = decorator(decorated)
-        if not self.decorators and _is_async_resource(resource):
-            # Nothing wraps the resource: a loop server may call the resource itself and
-            # render its result without this chain (flask_restful_async.native).  The view
+        if not self.decorators:
+            # Nothing wraps the resource: a server may call the resource itself and render
+            # its result without this chain (routing.RouteKind.DIRECT and SYNC).  The view
             # is recorded so a view replaced or wrapped later is never bypassed.
-            decorated._fra_native = (decorated, self, resource, args, kwargs)
+            decorated._fra_direct = (decorated, self, resource, args, kwargs)
         return decorated
 
     def _register_view(self, app: Any, resource: Any, *urls: str, **kwargs: Any) -> None:
@@ -382,13 +383,18 @@ class Api:
     # -- other servers -------------------------------------------------------------------
 
     @property
+    def flask_app(self) -> Optional[Flask]:
+        """The Flask app this Api's resources are registered on (through its blueprint),
+        or None before that."""
+        app = self.blueprint_setup.app if self.blueprint_setup is not None else self.app
+        return app if isinstance(app, Flask) else None
+
+    @property
     def asgi_app(self) -> Any:
         """An ASGI 3 application serving this Api's Flask app (for uvicorn, hypercorn)."""
         if self._asgi is None:
-            from flask_restful_async.asgi import AsgiApp
-
-            app = self.blueprint_setup.app if self.blueprint_setup is not None else self.app
-            if not isinstance(app, Flask):
+            app = self.flask_app
+            if app is None:
                 raise RuntimeError("asgi_app needs the Api attached to a Flask app "
                                    "(or its blueprint registered on one)")
             self._asgi = AsgiApp(app)
@@ -403,7 +409,5 @@ def _blueprint_endpoint_prefix(setup_state: Any) -> str:
 
 
 def _is_async_resource(resource: Any) -> bool:
-    from flask_restful_async.resources import AsyncResource
-
     cls = resource if isinstance(resource, type) else type(resource)
     return issubclass(cls, AsyncResource)

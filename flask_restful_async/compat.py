@@ -17,16 +17,16 @@ from typing import Any, Awaitable, Callable, Generator, Optional, Tuple, Type, T
 
 from werkzeug.exceptions import HTTPException
 
-from flask_restful_async.loops import run_coroutine_sync, server_loop
+from flask_restful_async.loops import run_coroutine_sync, server_loop, thread_pool
 
 __all__ = ["run_sync", "run_async", "maybe_await", "dual_decorator", "retry", "fallback",
-           "backoff_delays", "worker_executor"]
+           "backoff_delays", "thread_pool", "worker_executor"]
 
 T = TypeVar("T")
 Exceptions = Union[Type[BaseException], Tuple[Type[BaseException], ...]]
 
-#: Executor `run_sync` uses; loop servers set their thread pool here, None = the loop's
-#: default executor.
+#: Executor `run_sync` uses under other ASGI servers (the adapter sets its pool here); None =
+#: the loop's default executor.
 worker_executor: "contextvars.ContextVar[Optional[Executor]]" = \
     contextvars.ContextVar("fra_worker_executor", default=None)
 
@@ -34,12 +34,16 @@ worker_executor: "contextvars.ContextVar[Optional[Executor]]" = \
 async def run_sync(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run blocking `fn(*args, **kwargs)` in a worker thread and await its result.
 
-    The current context is copied into the thread, so `flask.request`, `g` and
+    The thread is one of the server's pool (`--threads`; under another ASGI server, the
+    adapter's).  The current context is copied into the thread, so `flask.request`, `g` and
     `current_app` work there.  If the awaiting task is cancelled the thread still finishes
     its call (threads cannot be interrupted); its result is dropped.
     """
-    loop = asyncio.get_running_loop()
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    loop = asyncio.get_running_loop()
+    submit = thread_pool.get()
+    if submit is not None and loop is server_loop.get():
+        return await submit(call)
     return await loop.run_in_executor(worker_executor.get(), call)
 
 

@@ -9,9 +9,9 @@ import atexit
 import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Awaitable, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Optional, TypeVar
 
-__all__ = ["thread_loop", "run_coroutine_sync"]
+__all__ = ["thread_loop", "run_coroutine_sync", "server_loop", "thread_pool"]
 
 T = TypeVar("T")
 
@@ -70,3 +70,8 @@ def run_coroutine_sync(awaitable: Awaitable[T]) -> T:
 #: for the worker threads they start), so sync code can hand coroutines back to it.
 server_loop: "contextvars.ContextVar[Optional[asyncio.AbstractEventLoop]]" = \
     contextvars.ContextVar("fra_server_loop", default=None)
+
+#: Our server's thread pool: `submit(fn)` gives an awaitable of fn() run there (the worker sets
+#: it before serving; run_sync uses it); None under other servers.
+thread_pool: "contextvars.ContextVar[Optional[Callable[[Callable[[], Any]], Awaitable[Any]]]]" = \
+    contextvars.ContextVar("fra_thread_pool", default=None)

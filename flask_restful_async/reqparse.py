@@ -16,7 +16,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.wrappers import Request as WerkzeugRequest
 
 import flask_restful_async
-from flask_restful_async.native import LightRequest as _LightRequest
+from flask_restful_async.light_request import LightRequest as _LightRequest
 
 __all__ = ["Argument", "RequestParser", "Namespace"]
 

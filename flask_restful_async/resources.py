@@ -9,7 +9,7 @@ from flask.views import MethodView
 from werkzeug.exceptions import GatewayTimeout
 from werkzeug.wrappers import Response as ResponseBase
 
-from flask_restful_async.dispatch import awaiting, current_api
+from flask_restful_async.awaiting import awaiting, current_api
 from flask_restful_async.loops import run_coroutine_sync
 from flask_restful_async.utils import unpack
 
@@ -58,7 +58,13 @@ class Resource(MethodView):
 
     def dispatch_request(self, *args: Any, **kwargs: Any) -> Any:
         """Call the method for the request's verb and return its (represented) result."""
-        resp = self._method()(*args, **kwargs)
+        return self._call(args, kwargs)
+
+    def _call(self, args: Tuple[Any, ...], kwargs: Dict[str, Any],
+              method: Optional[str] = None) -> Any:
+        """The method for `method` (default: the request's) called and its result
+        represented (a server that knows the method calls this without a request object)."""
+        resp = self._method(method)(*args, **kwargs)
         if inspect.isawaitable(resp):
             # an `async def` method (or async method decorator) on a plain Resource
             resp = run_coroutine_sync(resp)

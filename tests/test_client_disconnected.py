@@ -77,7 +77,7 @@ def test_app_ended_by_the_disconnect_is_not_an_app_error(asgi_server, how):
 
 @pytest.fixture(scope="module")
 def native_entry(loop_name):
-    with serve("native_entry_app:app", "--interface", "asgi", "--loop", loop_name) as srv:
+    with serve("native_entry_app:app", "--interface", "native", "--loop", loop_name) as srv:
         yield srv
 
 

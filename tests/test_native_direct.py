@@ -1,5 +1,5 @@
-"""The one-coroutine path of our server for plain AsyncResource routes (AsgiApp._direct, with
-the exchange's take_body / respond / cancel_on_disconnect): same answers as Flask's own
+"""The one-coroutine path of our server for AsyncResource routes (pipeline.handle_request driven
+by the server, with the exchange's take_body / respond / cancel_on_disconnect): same answers as Flask's own
 pipeline, errors, bodies however they arrive, disconnects and timeouts.  The app
 (tests/apps_api/direct_app.py) is served with --interface auto, as users run it.  Over real
 sockets; waits are safety nets, nothing asserts on elapsed time."""
@@ -43,9 +43,9 @@ def test_plain_get_takes_the_direct_path_and_answers_like_flask(srv):
     r = h11_get(srv.port, "/items/5?verbose=3")
     assert r.status == 200
     assert r.header("content-type") == b"application/json"
-    assert r.json() == {"id": 5, "name": "item", "verbose": 3, "path": "_direct"}
+    assert r.json() == {"id": 5, "name": "item", "verbose": 3, "path": "handle_request"}
     expected = flask_answer("GET", "/items/5?verbose=3")
-    assert {**expected.json, "path": "_direct"} == r.json()
+    assert {**expected.json, "path": "handle_request"} == r.json()
     assert r.body.endswith(b"}\n") and expected.data.endswith(b"}\n")
     assert int(r.header("content-length")) == len(r.body)
 
@@ -61,7 +61,7 @@ def test_json_body_taken_whole(srv):
     r = h11_get(srv.port, "/items/9", method="POST", body=body,
                 headers=[("content-type", "application/json")])
     assert r.status == 201
-    assert r.json() == {"id": 9, "name": "widget", "size": len(body), "path": "_direct"}
+    assert r.json() == {"id": 9, "name": "widget", "size": len(body), "path": "handle_request"}
 
 
 def test_missing_json_argument_is_a_400_like_flask(srv):
@@ -73,7 +73,8 @@ def test_missing_json_argument_is_a_400_like_flask(srv):
 
 
 def test_body_arriving_in_pieces_and_chunked(srv):
-    """A body not complete when the headers are: the ASGI path reads it, same answer."""
+    """A body not complete when the headers are: the handler runs once all of it is here (the
+    exchange gathers it), same answer."""
     payload = b"x" * 300_000
     with RawConn(srv.port) as c:
         head = ("PUT /items/1 HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n"
@@ -82,7 +83,7 @@ def test_body_arriving_in_pieces_and_chunked(srv):
         time.sleep(0.05)
         c.send(payload[1000:])
         r = c.read_response()
-    assert r.status == 200 and r.json()["size"] == len(payload)
+    assert r.status == 200 and r.json() == {"size": len(payload), "path": "_after_body"}
     with RawConn(srv.port) as c:
         c.send(b"PUT /items/1 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
@@ -95,7 +96,7 @@ def test_results_needing_a_response_object(srv, kind):
     r = h11_get(srv.port, "/shaped/" + kind)
     expected = flask_answer("GET", "/shaped/" + kind)
     assert r.status == expected.status_code
-    assert r.json() == {**expected.json, "path": "_direct"}
+    assert r.json() == {**expected.json, "path": "handle_request"}
     for name in ("x-extra", "x-after-this"):
         want = expected.headers.get(name)
         assert r.header(name) == (want.encode() if want is not None else None)

@@ -1,4 +1,4 @@
-"""A Flask app with an Api served natively by our server (flask_restful_async.native):
+"""A Flask app with an Api served natively by our server (flask_restful_async.server_app):
 AsyncResource on the loop, sync resources and plain views in the pool, the features of
 flask-restful across awaits, and the direct (no Response object) path.  Over real sockets;
 nothing asserts on elapsed time."""
@@ -47,7 +47,7 @@ def test_async_resource_on_loop_thread_sync_and_plain_view_in_pool(srv):
     plain = h11_get(srv.port, "/plain").json()
     for answer in (sync, plain):
         assert answer["thread"] != loop_thread
-        assert answer["name"].startswith("fra-worker")
+        assert answer["name"].startswith("fra-pool-")
 
 
 def test_many_awaiting_requests_overlap(srv):
@@ -129,25 +129,20 @@ def test_sync_pool_is_bounded_by_fra_threads():
                                     range(6)))
         assert [a.status for a in answers] == [200] * 6
         assert state(server.port)["sync_max"] == 2
-        assert {a.json()["thread"] for a in answers} <= {"fra-worker_0", "fra-worker_1"}
+        assert {a.json()["thread"] for a in answers} <= {"fra-pool-0", "fra-pool-1"}
 
 
-def test_entry_for_chooses_only_api_apps(monkeypatch):
-    from flask_restful_async import Api
-    from flask_restful_async.asgi import AsgiApp
-    from flask_restful_async.native import entry_for
+def test_server_app_is_made_only_for_api_apps():
+    from flask_restful_async import Api, asgi
+    from flask_restful_async.server_app import ServerApp
 
     plain = Flask("plain")
-    assert entry_for(plain) is None
-    assert entry_for(lambda environ, start_response: None) is None
+    assert ServerApp.for_app(plain) is None
+    assert ServerApp.for_app(lambda environ, start_response: None) is None
     with_api = Flask("with_api")
     api = Api(with_api)
-    kind, entry = entry_for(with_api)
-    assert kind == "asgi" and isinstance(entry, AsgiApp) and entry.app is with_api
-    assert entry.threads == 16
-    assert entry_for(api, threads=5)[1].threads == 5
-    monkeypatch.setenv("FRA_THREADS", "7")
-    assert entry_for(with_api)[1].threads == 7
-    monkeypatch.setenv("FRA_THREADS", "zero")
-    with pytest.raises(ValueError, match="FRA_THREADS"):
-        entry_for(with_api)
+    for given in (with_api, api, asgi(with_api)):
+        assert ServerApp.for_app(given).app is with_api
+    # --interface asgi: only the ASGI adapter around such an app is served natively
+    assert ServerApp.for_app(with_api, adapter_only=True) is None
+    assert ServerApp.for_app(asgi(with_api), adapter_only=True).app is with_api

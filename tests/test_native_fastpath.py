@@ -23,9 +23,11 @@ from flask import Flask, Request
 
 from conftest import h11_get, serve
 from flask_restful_async import fields, marshal
-from flask_restful_async.asgi import build_environ
-from flask_restful_async.native import (LightRequest, NativeRequestContext, entry_for,
-                                        json_dumps_default, parse_query_args)
+from flask_restful_async import asgi
+from flask_restful_async.asgi_environ import environ_from_scope
+from flask_restful_async.lazy_context import LazyRequestContext
+from flask_restful_async.light_request import LightRequest, parse_query_args
+from flask_restful_async.rendering import json_dumps_default
 
 # --------------------------------------------------------------------------------------------
 # parse_query_args against flask.Request.args
@@ -44,7 +46,7 @@ QUERY_STRINGS = [
 def _werkzeug_args(query_string):
     scope = {"type": "http", "method": "GET", "path": "/", "query_string": query_string,
              "headers": [], "root_path": "", "server": ("127.0.0.1", 80)}
-    return Request(build_environ(scope, b"")).args
+    return Request(environ_from_scope(scope, b"")).args
 
 
 @pytest.mark.parametrize("query_string", QUERY_STRINGS)
@@ -258,7 +260,7 @@ def _call_flask(app, method, target, headers=(), body=b""):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_native_parse_answers_like_flask(fast_app, target):
-    native = entry_for(fast_app.app)[1]
+    native = asgi(fast_app.app)
     assert _call_native(native, "GET", target) == _call_flask(fast_app.app, "GET", target)
 
 
@@ -274,7 +276,7 @@ def test_native_parse_answers_like_flask(fast_app, target):
     ("/default?q=1", [], b""),
 ])
 def test_native_parse_with_bodies_answers_like_flask(fast_app, target, headers, body):
-    native = entry_for(fast_app.app)[1]
+    native = asgi(fast_app.app)
     assert (_call_native(native, "POST", target, headers, body)
             == _call_flask(fast_app.app, "POST", target, headers, body))
 
@@ -288,14 +290,14 @@ def test_native_parse_with_bodies_answers_like_flask(fast_app, target, headers, 
     ([], b"q=nocontenttype"),
 ])
 def test_get_with_a_content_type_or_body_reads_like_flask(fast_app, headers, body):
-    native = entry_for(fast_app.app)[1]
+    native = asgi(fast_app.app)
     for target in ("/default?q=1&n=2", "/values?q=1", "/args?q=2"):
         assert (_call_native(native, "GET", target, headers, body)
                 == _call_flask(fast_app.app, "GET", target, headers, body)), target
 
 
 def test_readback_sees_parsed_args_and_unparsed_arguments(fast_app):
-    native = entry_for(fast_app.app)[1]
+    native = asgi(fast_app.app)
     status, body = _call_native(native, "GET", "/readback?name=x&n=1&n=2&extra=e")
     assert status == 200
     answer = json.loads(body)
@@ -308,10 +310,10 @@ def test_readback_sees_parsed_args_and_unparsed_arguments(fast_app):
 def test_light_request_hands_over_to_the_real_request(fast_app):
     """What the light view made becomes the real request's own (no second parse)."""
     app = fast_app.app
-    native = entry_for(app)[1]
+    native = asgi(app)
     route = native._router.lookup("GET", "/args")
     scope = _scope("GET", "/args?name=x&n=1")
-    ctx = NativeRequestContext(app, scope, b"", route, {})
+    ctx = LazyRequestContext(app, route, b"", scope=scope)
     ctx.push()
     try:
         light = ctx.light_request()
@@ -352,7 +354,7 @@ def test_custom_request_class_keeps_the_real_request(fast_app, tmp_path):
             return parser.parse_args()
 
     api.add_resource(R, "/r")
-    native = entry_for(app)[1]
+    native = asgi(app)
     assert _call_native(native, "GET", "/r?name=abc") == (200, b'{"name": "ABC"}\n')
     assert _call_flask(app, "GET", "/r?name=abc") == (200, b'{"name": "ABC"}\n')
 
@@ -480,19 +482,17 @@ def test_json_dumps_default_nan_and_errors_match_json_dumps():
 def test_query_arguments_alone_make_no_werkzeug_request(fast_app, monkeypatch):
     """parse_args on query arguments (and marshal) never build the environ/Request; reading
     `request` itself does, once."""
-    import importlib
+    from flask_restful_async import lazy_context
 
-    # (the package's `asgi` attribute is the asgi() function: take the module itself)
-    asgi_module = importlib.import_module("flask_restful_async.asgi")
     built = []
-    real_build = asgi_module.build_environ
+    real_build = lazy_context.environ_from_scope
 
     def counting(scope, body):
         built.append(scope["path"])
         return real_build(scope, body)
 
-    monkeypatch.setattr(asgi_module, "build_environ", counting)
-    native = entry_for(fast_app.app)[1]
+    monkeypatch.setattr(lazy_context, "environ_from_scope", counting)
+    native = asgi(fast_app.app)
     assert _call_native(native, "GET", "/items/7?name=it&n=3")[0] == 200
     assert _call_native(native, "GET", "/args?name=x&price>=2&flag=true&color=red")[0] == 200
     assert _call_native(native, "GET", "/default?q=1&n=2")[0] == 200

@@ -8,7 +8,7 @@
 Attributes:
   app         the Flask app (WSGI: gunicorn, or our server's WSGI pool)
   asgi_app    flask_restful_async.asgi(app): any ASGI server (uvicorn), or ours explicitly
-  native_app  what our server runs natively for `app` (flask_restful_async.native.entry_for)
+  native_app  what our server runs natively for `app` (flask_restful_async.server_app)
   starlette_app  the same three endpoints written for Starlette (the comparison peer)
 """
 import asyncio
@@ -17,7 +17,7 @@ import time
 from flask import Flask
 
 from flask_restful_async import Api, AsyncResource, Resource, asgi, fields, marshal, reqparse
-from flask_restful_async.native import entry_for
+from flask_restful_async.server_app import ServerApp
 
 ITEM_FIELDS = {"id": fields.Integer, "name": fields.String, "verbose": fields.Integer}
 
@@ -63,7 +63,7 @@ api.add_resource(SyncItem, "/sync/<int:item_id>")
 api.add_resource(SyncIo10, "/sync-io10")
 
 asgi_app = asgi(app)
-native_app = entry_for(app)[1]
+native_app = ServerApp.for_app(app)
 
 
 def _starlette_app():

@@ -4,6 +4,7 @@
  * response in one call (JSON, or a WSGI status and header list), or the request handed to the
  * thread pool as WSGI.  Owns the exchange's scope cache and the body being gathered.  Every
  * function here needs the GIL. */
+#include <strings.h>
 #include "exchange_internal.h"
 
 static int need_req(ExchangeObject *ex) {
@@ -145,14 +146,33 @@ static PyObject *ex_get_query_string(ExchangeObject *ex, void *unused) {
 
 static PyObject *ex_get_root_path(ExchangeObject *ex, void *unused) { return Py_NewRef(ex->srv->root_path); }
 
-/* has_header(name): does the request carry a field of this name (bytes, any case)? */
-static PyObject *ex_has_header(ExchangeObject *ex, PyObject *name) {
+/* header(name): the value of the fields of this name (bytes, any case), repeated ones joined
+ * as the environ joins them (request.c), or None. */
+static PyObject *ex_header(ExchangeObject *ex, PyObject *name) {
   if (!PyBytes_Check(name)) {
-    PyErr_SetString(PyExc_TypeError, "has_header(name): name must be bytes");
+    PyErr_SetString(PyExc_TypeError, "header(name): name must be bytes");
     return NULL;
   }
   if (need_req(ex) < 0) return NULL;
-  return PyBool_FromLong(fra_req_find(ex->req, PyBytes_AS_STRING(name), (size_t)PyBytes_GET_SIZE(name)) >= 0);
+  const fra_req *r = ex->req;
+  const char *n = PyBytes_AS_STRING(name);
+  size_t nl = (size_t)PyBytes_GET_SIZE(name);
+  int cookie = nl == 6 && strncasecmp(n, "cookie", 6) == 0;
+  PyObject *value = NULL;
+  for (size_t i = 0; i < r->nhdrs; i++) {
+    const fra_hdr *h = &r->hdrs[i];
+    if (h->name_len != nl || strncasecmp(r->buf + h->name_off, n, nl) != 0) continue;
+    const char *v = r->buf + h->value_off;
+    if (!value) {
+      if (!(value = PyBytes_FromStringAndSize(v, (Py_ssize_t)h->value_len))) return NULL;
+      continue;
+    }
+    PyObject *joined = PyBytes_FromFormat(cookie ? "%s; %.*s" : "%s,%.*s", PyBytes_AS_STRING(value),
+                                          (int)h->value_len, v);
+    Py_SETREF(value, joined);
+    if (!value) return NULL;
+  }
+  return value ? value : Py_NewRef(Py_None);
 }
 
 /* cancel_on_disconnect(): from now on, a client that disconnects (or closes its side) while
@@ -288,7 +308,7 @@ PyMethodDef fra__native_methods[] = {
     {"scope", (PyCFunction)ex_scope, METH_NOARGS, "The ASGI scope (made on first call)."},
     {"environ", (PyCFunction)(void (*)(void))ex_environ, METH_FASTCALL,
      "environ(body=None): the PEP 3333 environ; wsgi.input reads body, or streams it (pool threads only)."},
-    {"has_header", (PyCFunction)ex_has_header, METH_O, "has_header(name: bytes): is a field of this name present?"},
+    {"header", (PyCFunction)ex_header, METH_O, "header(name: bytes): the first value of that field, or None."},
     {"cancel_on_disconnect", (PyCFunction)ex_cancel_on_disconnect, METH_NOARGS,
      "Cancel the handler if the client disconnects."},
     {"respond", (PyCFunction)(void (*)(void))ex_respond, METH_FASTCALL,

@@ -212,11 +212,24 @@ static void run_call(CallObject *call) {
   fra_server_wakeup(&so->core);
 }
 
+/* Names the calling pool thread "fra-pool-N" for Python (threading, logging's threadName). */
+static void name_thread(void) {
+  static int seq; /* changed with the GIL held */
+  PyObject *threading = PyImport_ImportModule("threading");
+  PyObject *current = threading ? PyObject_CallMethod(threading, "current_thread", NULL) : NULL;
+  PyObject *name = current ? PyUnicode_FromFormat("fra-pool-%d", seq++) : NULL;
+  if (!name || PyObject_SetAttrString(current, "name", name) < 0) PyErr_Clear();
+  Py_XDECREF(name);
+  Py_XDECREF(current);
+  Py_XDECREF(threading);
+}
+
 static void thread_main(void *arg) {
   fra_pool *pool = arg;
   uv_sem_t sem;
   uv_sem_init(&sem, 0);
   PyGILState_STATE g = PyGILState_Ensure();
+  name_thread();
   PyThreadState *ts = PyEval_SaveThread();
   for (;;) {
     fra_job *job = fra_pool_take(pool);

@@ -199,8 +199,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("threads", integer(1, 4096), "WSGI thread pool size per worker (ignored for ASGI)",
            "N"),
     Option("backlog", integer(1, 65535), "listen(2) backlog", "N"),
-    Option("interface", choice("auto", "asgi", "wsgi"), "how to call the app; auto tells ASGI "
-           "from WSGI by the callable's signature", "{auto,asgi,wsgi}"),
+    Option("interface", choice("auto", "asgi", "wsgi", "native"), "how to call the app; auto "
+           "serves a Flask app with a flask_restful_async Api natively and tells ASGI from WSGI "
+           "by the callable's signature; native calls the app with each request's exchange",
+           "{auto,asgi,wsgi,native}"),
     Option("loop", choice("auto", "asyncio", "uvloop"), "asyncio event loop; auto = uvloop if "
            "it is installed", "{auto,asyncio,uvloop}"),
     Option("timeout_header", seconds(False), "seconds a client has to send complete request "

@@ -11,6 +11,8 @@ import stat
 import sys
 from typing import Any, Callable, Optional
 
+from flask_restful_async import _core
+from flask_restful_async.loops import server_loop, thread_pool
 from flask_restful_async.server.config import (EXIT_FAILURE, EXIT_OK, EXIT_STARTUP_FAILED,
                                                EXIT_USAGE, Config, ConfigError, print_error)
 from flask_restful_async.server.lifespan import Lifespan
@@ -108,14 +110,14 @@ class Worker:
         try:
             app = load_app(self.config.app, self.config.app_dir)
             interface = self.config.interface
-            if interface == "auto" and "flask" in sys.modules:
-                # A Flask app with a flask_restful_async.Api is served natively: AsyncResource
-                # on the loop, everything else in the thread pool.  Non-Flask apps never
-                # import Flask here.
-                from flask_restful_async.native import entry_for
-                native = entry_for(app, threads=self.config.threads)
+            if interface in ("auto", "asgi", "native") and "flask" in sys.modules:
+                # A Flask app with our Api (or the ASGI adapter around one) is served
+                # natively: views that run on the loop there, everything else in the thread
+                # pool.  Imported only when the app imported Flask: other apps never do here.
+                from flask_restful_async.server_app import ServerApp
+                native = ServerApp.for_app(app, adapter_only=interface == "asgi")
                 if native is not None:
-                    interface, app = native
+                    interface, app = "native", native
             if interface == "auto":
                 interface = detect_interface(app)
             self.loop = new_event_loop(self.config.loop)
@@ -134,8 +136,6 @@ class Worker:
             self._close()
 
     async def _main(self, app: Callable[..., Any], interface: str) -> int:
-        from flask_restful_async import _core
-
         loop = asyncio.get_running_loop()
         self._stop, self._force = asyncio.Event(), asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -154,19 +154,18 @@ class Worker:
             await self._lifespan_shutdown()
             return EXIT_OK
         cfg = self.config
-        handler, server_interface = app, interface
-        server_entry = getattr(app, "server_entry", None)
-        if interface == "asgi" and server_entry is not None:
-            # flask_restful_async.asgi.AsgiApp: called with the exchange (the native path)
-            handler, server_interface = server_entry(loop), "native"
         self.server = _core.Server(
-            handler, loop, interface=server_interface, threads=cfg.threads,
+            app, loop, interface=interface, threads=cfg.threads,
             limit_request_line=cfg.limit_request_line, limit_header_size=cfg.limit_header_size,
             limit_header_count=cfg.limit_header_count, limit_body_size=cfg.limit_body_size,
             limit_concurrency=cfg.limit_concurrency, timeout_header=cfg.timeout_header,
             timeout_keep_alive=cfg.timeout_keep_alive,
             access_log_fd=1 if cfg.access_log else -1, root_path=cfg.root_path, state=state,
-            on_error=log_app_error)
+            on_error=log_app_error, multiprocess=cfg.workers > 1)
+        # Every request's context is copied from this one at start(): run_async finds the
+        # loop there, run_sync the server's thread pool.
+        server_loop.set(loop)
+        thread_pool.set(self.server.submit)
         try:
             self._listen()
         except OSError as exc:

@@ -1,6 +1,7 @@
-"""A bare native entry: what the server calls for each request when it serves
-flask_restful_async's own Api (`server_entry(loop)` gives a function taking the exchange),
-here without Flask, so tests/test_client_disconnected.py checks the exchange's own calls.
+"""A bare native entry (served with --interface native): what the server calls for each
+request when it serves flask_restful_async's own Api (server_app.ServerApp, a callable taking
+the exchange), here without Flask, so tests/test_client_disconnected.py checks the exchange's
+own calls.
 
   /respond-after-gone?id=K[&catch=1]   waits until the client has gone, then respond();
                                         STATE[K] = what respond() raised (with catch=1)
@@ -42,20 +43,4 @@ async def handle(ex):
         ex.respond(404, b"text/plain", "no such path")
 
 
-class NativeEntryApp:
-    def server_entry(self, loop):
-        return handle
-
-    async def __call__(self, scope, receive, send):
-        """Lifespan only: requests go through server_entry."""
-        assert scope["type"] == "lifespan"
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-
-app = NativeEntryApp()
+app = handle

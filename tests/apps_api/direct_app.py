@@ -1,13 +1,15 @@
-"""A flask-restful app with no hook that runs before the view, so its AsyncResource routes
-take our server's one-coroutine path (AsgiApp._direct).  Served with --interface auto, as a
-user would run it.
+"""A flask-restful app whose AsyncResource routes take our server's one-coroutine path (the
+request pipeline, pipeline.handle_request, driven by the server itself).  Served with
+--interface auto, as a user would run it.
 
 Bookkeeping: GET /__state__ (a sync resource, answered from the pool) returns `state`.
-Each async resource reports `path`: the name of the coroutine that awaited it ("_direct" on
-the one-coroutine path, "_dispatch" on the general one).
+Each async resource reports `path`: the name of the outermost coroutine running it
+("handle_request" on the one-coroutine path; "_after_body" when the handler waited for the
+rest of the body first).
 """
 import asyncio
 import collections
+import inspect
 import sys
 import threading
 
@@ -28,8 +30,13 @@ def event(name):
 
 
 def caller():
-    """The coroutine that awaits the resource method (see the module docstring)."""
-    return sys._getframe(2).f_code.co_name
+    """The outermost coroutine running the resource method (see the module docstring)."""
+    frame, name = sys._getframe(1), None
+    while frame is not None:
+        if frame.f_code.co_flags & inspect.CO_COROUTINE:
+            name = frame.f_code.co_name
+        frame = frame.f_back
+    return name
 
 
 class Unavailable(Exception):

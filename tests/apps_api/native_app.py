@@ -1,5 +1,5 @@
-"""A Flask app with a flask_restful_async Api, served natively by our server:
-`asgi_app = entry_for(app)[1]` (run with --interface asgi).
+"""A Flask app with a flask_restful_async Api, served natively by our server: `asgi_app` is the
+ASGI adapter around it (run with --interface asgi, our server serves the Flask app natively).
 
 Bookkeeping: GET /__state__ (a plain view) returns the shared `state` as JSON.
 """
@@ -9,10 +9,9 @@ import time
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request, session, url_for
 
-from flask_restful_async import (Api, AsyncResource, Resource, abort, fields, marshal,
+from flask_restful_async import (Api, AsyncResource, Resource, abort, asgi, fields, marshal,
                                  marshal_with, reqparse)
 from flask_restful_async.compat import run_async, run_sync
-from flask_restful_async.native import entry_for
 
 from shared_resources import hang_resource  # (tests/apps_api/)
 from task_resources import add_task_resources  # (tests/apps_api/)
@@ -270,4 +269,4 @@ bp_api.add_resource(BpSlow, "/slow")
 bp_api.add_resource(BpHello, "/hello")
 app.register_blueprint(bp, url_prefix="/v2")
 
-asgi_app = entry_for(app)[1]
+asgi_app = asgi(app)
