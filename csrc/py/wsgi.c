@@ -54,7 +54,7 @@ static void flush(ExchangeObject *ex) {
     Py_ssize_t n = PyList_GET_SIZE(q);
     for (Py_ssize_t i = 0; i < n && ex->conn; i++) {
       PyObject *b = PyList_GET_ITEM(q, i);
-      uv_buf_t buf = uv_buf_init(PyBytes_AS_STRING(b), (unsigned)PyBytes_GET_SIZE(b));
+      uv_buf_t buf = fra_buf(PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
       fra_conn_write(ex->conn, &buf, 1);
     }
     Py_DECREF(q);
@@ -489,6 +489,14 @@ int fra_wsgi_start_pool(ServerObject *so) {
     return -1;
   }
   return 0;
+}
+
+/* The pool stopped before a thread took this job: the job's reference goes (loop thread, with
+ * the GIL; the connection was closed before the pool stopped). */
+void fra_wsgi_drop_job(void *job, void *so) {
+  ExchangeObject *ex = job;
+  ex->gone = 1;
+  Py_DECREF(ex);
 }
 
 void fra_wsgi_dispatch(ExchangeObject *ex) {

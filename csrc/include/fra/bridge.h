@@ -87,6 +87,7 @@ int fra_join_getset(PyGetSetDef *out, size_t cap, PyGetSetDef *const parts[]);
 /* server.c */
 extern PyType_Spec fra_server_spec;
 int fra_server_spec_prepare(void);          /* before the type is made from the spec; 0 or -1 */
+int fra_server_add_limits(PyObject *m);     /* _core.LIMITS and _core.TIMEOUT_MAX; 0 or -1 */
 
 /* loop.c */
 extern PyMethodDef fra__loop_methods[];
@@ -124,5 +125,6 @@ int fra_wsgi_start_pool(ServerObject *so);
 void fra_wsgi_dispatch(ExchangeObject *ex);
 void fra_wsgi_wakeup(fra_server *s);
 void fra_wsgi_notify(ExchangeObject *ex);     /* loop thread: wake a waiting WSGI thread */
+void fra_wsgi_drop_job(void *job, void *so);  /* a job the pool never ran: release its exchange */
 
 #endif
