@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include "fra/core.h"
 
@@ -89,13 +90,29 @@ static int body_awaited(const fra_conn *c) {
 
 /* The body wait starts (or starts over after backpressure): its deadline is from now. */
 static void body_wait_begin(fra_conn *c) {
+  if (c->flags & FRA_C_CLOSING) return;
   uint64_t t = c->srv->cfg.timeout_body_ms;
   c->body_seen = now_ms(c->srv);
   if (t && body_awaited(c)) timer_arm(c, c->body_seen + t);
 }
 
-/* Poll interval for the write timeout: progress is read off the write queue's size, so it is
- * seen within a quarter of the timeout. */
+/* How many bytes the client has taken so far: those handed to the kernel less those it still
+ * holds (unsent or unacknowledged, TIOCOUTQ).  libuv's own queue is no measure: the kernel
+ * asks for more only once a good part of its (often megabytes large) buffer has gone, so a
+ * client reading slowly would look stalled for a long time. */
+static uint64_t bytes_taken(fra_conn *c, size_t queued) {
+  uint64_t out = c->sent_direct + (c->queued_total - queued);
+#ifdef TIOCOUTQ
+  uv_os_fd_t fd;
+  int pending = 0;
+  if (uv_fileno(&c->h.handle, &fd) == 0 && ioctl(fd, TIOCOUTQ, &pending) == 0 && pending > 0)
+    out -= (uint64_t)pending < out ? (uint64_t)pending : out;
+#endif
+  return out;
+}
+
+/* Poll interval for the write timeout: progress is read at each poll, so it is seen within a
+ * quarter of the timeout. */
 static uint64_t write_poll_ms(const fra_server *s) {
   uint64_t t = s->cfg.timeout_write_ms;
   return t ? (t >= 4 ? t / 4 : 1) : 1000;
@@ -239,9 +256,9 @@ static void timer_cb(uv_timer_t *t) {
   uint64_t now = uv_now(&s->loop), next = UINT64_MAX;
   size_t queued = fra_conn_queued(c);
   if (queued) {
-    uint64_t flushed = c->queued_total - queued;
-    if (flushed != c->flushed_mark) {
-      c->flushed_mark = flushed;
+    uint64_t taken = bytes_taken(c, queued);
+    if (taken != c->taken_mark) {
+      c->taken_mark = taken;
       c->write_seen = now;
     } else if (s->cfg.timeout_write_ms && now - c->write_seen >= s->cfg.timeout_write_ms) {
       /* The client has read nothing for --timeout-write: the app learns it is gone. */
@@ -381,7 +398,7 @@ static void send_error(fra_conn *c, int status) {
 static void keep_pending(fra_conn *c, const char *data, size_t len) {
   if (data == c->pend) {
     /* already in the pending buffer (parsed from its start): nothing to copy */
-  } else if (data > c->pend && data < c->pend + c->pend_len) {
+  } else if (c->pend && data > c->pend && data < c->pend + c->pend_len) {
     memmove(c->pend, data, len);
   } else {
     if (c->pend_cap < len) {
@@ -410,8 +427,8 @@ static void dispatch(fra_conn *c) {
   }
   s->nactive++;
   s->nrequests++;
-  if (!r->complete) body_wait_begin(c);
   s->hooks.on_request(c);
+  body_wait_begin(c); /* r may be finished and gone: only c is read */
 }
 
 /* The dropped rest of an early-answered body has arrived: the connection goes on. */
@@ -684,6 +701,7 @@ int fra_conn_write(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
   if (c->active && !(c->flags & FRA_C_RESPONDING)) note_response(c, bufs, nbufs);
   size_t was_queued = fra_conn_queued(c);
   int w = was_queued ? UV_EAGAIN : uv_try_write(&c->h.stream, bufs, nbufs);
+  if (w > 0) c->sent_direct += (uint64_t)w;
   if (w >= 0 && (size_t)w == total) return 0;
   if (w < 0 && w != UV_EAGAIN) {
     fra__conn_close(c);
@@ -716,7 +734,7 @@ int fra_conn_write(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
   fra__loop_touched(c->srv);
   if (!was_queued) {
     /* The client has output to take: the write timeout watches it from now. */
-    c->flushed_mark = c->queued_total;
+    c->taken_mark = bytes_taken(c, 0);
     c->write_seen = now_ms(c->srv);
     if (c->srv->cfg.timeout_write_ms) timer_arm(c, c->write_seen + write_poll_ms(c->srv));
   }

@@ -113,9 +113,10 @@ struct fra_conn {
   uint64_t phase_due;          /* header, keep-alive, drain or linger deadline; 0 = none */
   uint64_t timer_due;          /* when the timer is armed to fire; 0 = not armed */
   uint64_t body_seen;          /* body bytes last arrived (or the wait for them began) */
-  uint64_t write_seen;         /* the write queue last shrank (or became non-empty) */
+  uint64_t write_seen;         /* the client last took output (or output began to wait) */
+  uint64_t sent_direct;        /* bytes ever written by uv_try_write */
   uint64_t queued_total;       /* bytes ever handed to uv_write */
-  uint64_t flushed_mark;       /* bytes of those written at the last check */
+  uint64_t taken_mark;         /* bytes the client had taken at the last check */
   struct sockaddr_storage *peer; /* lazily filled */
 };
 
