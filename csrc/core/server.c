@@ -145,7 +145,7 @@ int fra_server_sockname(fra_server *s, int i, char *host, size_t hostlen, int *p
  * pass that left any unregistered must be followed by another.  Our code notes each watcher it
  * starts or changes (fra__loop_touched); the flag is cleared before each uv_run, whose poll
  * registers them.  Closing handles, pending callbacks and due timers make libuv's own
- * timeout 0. */
+ * timeout 0 (recent libuv also counts its unregistered watchers there; older ones do not). */
 static int loop_dirty(fra_server *s) {
   return s->loop_touched || uv_backend_timeout(&s->loop) == 0;
 }

@@ -36,6 +36,7 @@ typedef struct {
   int ndeferred;
   char urls[8][32];
   size_t big;                 /* DEFER + big: write this many bytes at dispatch */
+  size_t queued_at_dispatch;  /* what of them waited in the write queue */
 } bridge;
 
 static bridge B;
@@ -85,6 +86,7 @@ static void h_request(fra_conn *c) {
     int n = snprintf(head, sizeof head, "HTTP/1.1 200 X\r\nContent-Length: %zu\r\n\r\n", B.big);
     uv_buf_t bufs[2] = {fra_buf(head, (size_t)n), fra_buf(data, B.big)};
     fra_conn_write(c, bufs, 2);
+    B.queued_at_dispatch = fra_conn_queued(c);
     free(data);
   }
 }
@@ -503,7 +505,7 @@ static void test_write_timeout_closes_a_stalled_reader(void) {
   client *cl = connect_client(4096);
   csends(cl, GET("/big"));
   CHECK(await_count(&B.requests, 1), "dispatched");
-  CHECK(fra_conn_queued(B.deferred[0]) > 0, "output waits in the write queue");
+  CHECK(B.queued_at_dispatch > 0, "output waits in the write queue");
   CHECK(await_count(&B.disconnects, 1), "the client that reads nothing is dropped; the app is told");
   CHECK(await_count(&B.closes, 1), "closed");
   total_read = 0;
@@ -541,6 +543,8 @@ static void test_write_timeout_spares_a_slow_reader(void) {
 
 /* A write that could not finish starts a watcher libuv registers only at its next poll: a
  * call made outside a loop pass must make the next timeout 0 (another pass at once). */
+/* (libuv 1.44 also answers 0 from uv_backend_timeout while its own watcher queue is not empty;
+ * the rule must hold without relying on that.) */
 static void test_loop_touched_by_a_queued_write(void) {
   server_up(config());
   B.mode = DEFER;
