@@ -6,6 +6,7 @@ Environment variables (all optional):
   FRA_LIBUV_CFLAGS / FRA_LIBUV_LIBS   flags for another libuv  (default: pkg-config libuv)
   FRA_SANITIZE=1      build with AddressSanitizer + UndefinedBehaviorSanitizer
   FRA_DEBUG=1         -O0 -g
+Both debug builds compile in fault injection (FRA_FAULTS, see csrc/include/fra/core.h).
 """
 import glob
 import os
@@ -60,10 +61,10 @@ ldflags = []
 if os.environ.get("FRA_SANITIZE"):
     san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
            "-fno-omit-frame-pointer", "-O1", "-g"]
-    cflags += san
+    cflags += san + ["-DFRA_FAULT_INJECTION"]
     ldflags += ["-fsanitize=address,undefined"]
 elif os.environ.get("FRA_DEBUG"):
-    cflags += ["-O0", "-g"]
+    cflags += ["-O0", "-g", "-DFRA_FAULT_INJECTION"]
 else:
     cflags += ["-O2", "-g"]
 

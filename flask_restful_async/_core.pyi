@@ -6,6 +6,13 @@ Everything here runs on the worker's loop thread.  One Server per worker process
 import asyncio
 from typing import Any, Callable, Optional
 
+# The range of each numeric setting, {name: (min, max)}: the Server's keyword arguments
+# limit_request_line, limit_header_size, limit_header_count, limit_body_size,
+# limit_concurrency and threads.  The CLI reads its ranges from here (server/config.py).
+LIMITS: dict[str, tuple[int, int]]
+# Longest timeout accepted, in seconds (a year).
+TIMEOUT_MAX: int
+
 class Server:
     def __init__(
         self,
@@ -13,14 +20,19 @@ class Server:
         loop: asyncio.AbstractEventLoop,
         *,
         interface: str = "asgi",              # "asgi" or "wsgi" (auto-detection is Python's job)
+        # Each int below is checked against LIMITS (ValueError outside it, TypeError if not an int)
         threads: int = 16,                    # WSGI thread pool size (ignored for asgi)
         limit_request_line: int = 8190,       # bytes of method + target + version; over it: 414
         limit_header_size: int = 32768,       # bytes of all header fields together; over it: 431
         limit_header_count: int = 100,        # number of header fields; over it: 431
         limit_body_size: int = 0,             # request body bytes, 0 = unlimited; over it: 413
         limit_concurrency: int = 0,           # open connections, 0 = unlimited; over it: 503 + close
+        # Timeouts in seconds, 0 = none, at most TIMEOUT_MAX (ValueError outside, or NaN)
         timeout_header: float = 10.0,         # seconds to receive complete request headers, then close
         timeout_keep_alive: float = 5.0,      # seconds an idle keep-alive connection is kept
+        timeout_body: float = 60.0,           # seconds without a body byte while the app awaits the
+                                              # body: 408 (no response begun) and close
+        timeout_write: float = 60.0,          # seconds the client takes no byte of queued output: close
         access_log_fd: int = -1,              # fd to write access log lines to, -1 = off
         server_header: Optional[bytes] = b"flask-restful-async",   # None = no Server header
         root_path: str = "",                  # ASGI root_path / WSGI SCRIPT_NAME
@@ -43,16 +55,18 @@ class Server:
         """Attach to the asyncio loop (add_reader on libuv's backend fd) and begin accepting."""
 
     def shutdown(self) -> asyncio.Future:
-        """Graceful drain: stop accepting, close idle keep-alive connections now, let
-        in-flight requests finish (their responses get `Connection: close`).  Returns a
-        future resolved when the last connection has closed."""
+        """Graceful drain: stop accepting; every connection's next response gets
+        `Connection: close` (requests already on their way are served); a connection idle for
+        min(timeout_keep_alive, 1 s) is closed.  Returns a future resolved when the last
+        connection has closed."""
 
     def cancel_all(self) -> None:
         """Hard stop after the graceful timeout: cancel in-flight ASGI handlers and close
         every connection.  WSGI threads cannot be interrupted; their output is dropped."""
 
     def close(self) -> None:
-        """Release everything (listeners, connections, thread pool, loop reader).  Idempotent."""
+        """Release everything (listeners, connections, thread pool, loop reader); WSGI requests
+        queued for the pool and never run are released too.  Idempotent."""
 
     def connections(self) -> int: ...         # open client connections now
     def stats(self) -> dict:

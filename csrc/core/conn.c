@@ -1,11 +1,14 @@
 /* conn.c — one client connection: accept, read, the parse/dispatch state machine, pipelining
- * (one request served at a time, responses in order), timers (header, keep-alive, linger),
+ * (one request served at a time, responses in order), timers (header, keep-alive, drain,
+ * linger, body and write timeouts), dropping the rest of a body after an early response,
  * backpressure both ways, the write path and closing.  Owns the conn struct, its libuv handles,
  * its pending-bytes buffer, and each request until it is dispatched.  Loop thread only; the
  * bridge calls in with the GIL held and hooks are called with it held. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 #include "fra/core.h"
 
 typedef struct wreq {
@@ -15,6 +18,7 @@ typedef struct wreq {
 } wreq;
 
 static void feed(fra_conn *c, const char *data, size_t len);
+static void next_request(fra_conn *c);
 
 /* ---- requests ---- */
 
@@ -32,22 +36,86 @@ static fra_req *new_req(void *owner) {
   return r;
 }
 
-/* ---- timers ---- */
+/* ---- timers ----
+ * One libuv timer per connection, armed for the earliest of its deadlines: the phase deadline
+ * (header, keep-alive, drain, linger), the body timeout and the write timeout.  Deadlines that
+ * move later (each body byte, each response) are only stored; the timer finds them when it
+ * fires and re-arms, so the hot path never restarts a timer. */
 
 static void timer_cb(uv_timer_t *t);
 
-static void timer_set(fra_conn *c, int mode) {
-  if (c->timer_mode == mode && mode != FRA_T_KEEPALIVE) return;
-  c->timer_mode = (uint8_t)mode;
-  uint64_t ms = 0;
+/* The loop's time; brought up to date outside a loop pass (a call from Python). */
+static uint64_t now_ms(fra_server *s) {
+  if (!s->in_run) uv_update_time(&s->loop);
+  return uv_now(&s->loop);
+}
+
+static void timer_arm(fra_conn *c, uint64_t due) {
+  if (c->timer_due && c->timer_due <= due) return;
+  uint64_t now = uv_now(&c->srv->loop);
+  c->timer_due = due ? due : 1;
+  uv_timer_start(&c->timer, timer_cb, due > now ? due - now : 0, 0);
+}
+
+static uint64_t phase_ms(fra_conn *c, int mode) {
+  const fra_config *cfg = &c->srv->cfg;
   switch (mode) {
-  case FRA_T_HEADER: ms = c->srv->cfg.timeout_header_ms; break;
-  case FRA_T_KEEPALIVE: ms = c->srv->cfg.timeout_keep_alive_ms; break;
-  case FRA_T_LINGER: ms = FRA_LINGER_MS; break;
-  default: break;
+  case FRA_T_HEADER: return cfg->timeout_header_ms;
+  case FRA_T_KEEPALIVE: return cfg->timeout_keep_alive_ms;
+  case FRA_T_DRAIN: return fra_server_drain_idle_ms(c->srv);
+  case FRA_T_LINGER: return FRA_LINGER_MS;
+  default: return 0;
   }
-  if (ms == 0) uv_timer_stop(&c->timer);
-  else uv_timer_start(&c->timer, timer_cb, ms, 0);
+}
+
+/* Enters a phase.  The header phase keeps its deadline while it lasts: a request dribbled one
+ * byte at a time must not push it back (slowloris).  An idle connection of a draining server
+ * gets the drain deadline instead of the keep-alive one. */
+static void phase_set(fra_conn *c, int mode) {
+  if (mode == FRA_T_KEEPALIVE && c->srv->shutting_down) mode = FRA_T_DRAIN;
+  if (c->timer_mode == mode && mode == FRA_T_HEADER) return;
+  c->timer_mode = (uint8_t)mode;
+  uint64_t ms = phase_ms(c, mode);
+  c->phase_due = ms ? now_ms(c->srv) + ms : 0;
+  if (c->phase_due) timer_arm(c, c->phase_due);
+}
+
+/* The app waits for body bytes that the client is to send: the request (or the rest being
+ * dropped) is unfinished and reading is not held back by the app's own backpressure. */
+static int body_awaited(const fra_conn *c) {
+  const fra_req *r = c->parser.req;
+  return r && r->dispatched && !r->complete && !(c->flags & (FRA_C_BODY_FULL | FRA_C_LINGER)) &&
+         (c->active || (c->flags & FRA_C_DISCARD));
+}
+
+/* The body wait starts (or starts over after backpressure): its deadline is from now. */
+static void body_wait_begin(fra_conn *c) {
+  if (c->flags & FRA_C_CLOSING) return;
+  uint64_t t = c->srv->cfg.timeout_body_ms;
+  c->body_seen = now_ms(c->srv);
+  if (t && body_awaited(c)) timer_arm(c, c->body_seen + t);
+}
+
+/* How many bytes the client has taken so far: those handed to the kernel less those it still
+ * holds (unsent or unacknowledged, TIOCOUTQ).  libuv's own queue is no measure: the kernel
+ * asks for more only once a good part of its (often megabytes large) buffer has gone, so a
+ * client reading slowly would look stalled for a long time. */
+static uint64_t bytes_taken(fra_conn *c, size_t queued) {
+  uint64_t out = c->sent_direct + (c->queued_total - queued);
+#ifdef TIOCOUTQ
+  uv_os_fd_t fd;
+  int pending = 0;
+  if (uv_fileno(&c->h.handle, &fd) == 0 && ioctl(fd, TIOCOUTQ, &pending) == 0 && pending > 0)
+    out -= (uint64_t)pending < out ? (uint64_t)pending : out;
+#endif
+  return out;
+}
+
+/* Poll interval for the write timeout: progress is read at each poll, so it is seen within a
+ * quarter of the timeout. */
+static uint64_t write_poll_ms(const fra_server *s) {
+  uint64_t t = s->cfg.timeout_write_ms;
+  return t ? (t >= 4 ? t / 4 : 1) : 1000;
 }
 
 /* ---- reading ---- */
@@ -57,7 +125,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   if (c->pend_len || (c->flags & FRA_C_PAUSED)) {
     /* Bytes behind a paused request go straight to the pending buffer. */
     if (c->pend_cap - c->pend_len < 16384) {
-      uint32_t cap = c->pend_cap ? c->pend_cap * 2 : 32768;
+      size_t cap = c->pend_cap ? c->pend_cap * 2 : 32768;
       char *np = realloc(c->pend, cap);
       if (!np) { buf->base = NULL; buf->len = 0; return; }
       c->pend = np;
@@ -76,6 +144,7 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
 static void reading_start(fra_conn *c) {
   if (c->flags & (FRA_C_READING | FRA_C_CLOSING | FRA_C_EOF)) return;
   if (uv_read_start(&c->h.stream, alloc_cb, read_cb) == 0) c->flags |= FRA_C_READING;
+  fra__loop_touched(c->srv);
 }
 
 static void reading_stop(fra_conn *c, uint32_t why) {
@@ -83,6 +152,7 @@ static void reading_stop(fra_conn *c, uint32_t why) {
   if (c->flags & FRA_C_READING) {
     uv_read_stop(&c->h.stream);
     c->flags &= ~FRA_C_READING;
+    fra__loop_touched(c->srv);
   }
 }
 
@@ -100,6 +170,7 @@ static void close_cb(uv_handle_t *h) {
   if (s->hooks.on_close) s->hooks.on_close(c);
   fra_req *r = c->parser.req;
   if (r && !r->dispatched) fra_server_release_req(s, r); /* dispatched: the bridge's */
+  else if (r && (c->flags & FRA_C_DISCARD)) fra_server_release_req(s, r); /* ours again */
   free(c->pend);
   free(c->peer);
   free(c);
@@ -135,8 +206,14 @@ void fra_conn_abort(fra_conn *c) { fra__conn_close(c); }
 static void shutdown_cb(uv_shutdown_t *req, int status) {
   fra_conn *c = req->handle->data;
   free(req);
-  if (status < 0 && !(c->flags & FRA_C_CLOSING)) fra__conn_close(c);
-  else if ((c->flags & FRA_C_EOF) && !(c->flags & FRA_C_CLOSING)) fra__conn_close(c);
+  if (c->flags & FRA_C_CLOSING) return;
+  if (status < 0 || (c->flags & FRA_C_EOF)) {
+    fra__conn_close(c);
+    return;
+  }
+  /* The response is all with the kernel now: the linger period starts over from here. */
+  c->timer_mode = FRA_T_NONE;
+  phase_set(c, FRA_T_LINGER);
 }
 
 /* Close after what is queued has been written.  Reading goes on, discarding, until the client
@@ -145,53 +222,115 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
 static void linger_close(fra_conn *c) {
   if (c->flags & (FRA_C_CLOSING | FRA_C_LINGER)) return;
   c->flags |= FRA_C_LINGER;
-  c->flags &= ~(FRA_C_BODY_FULL | FRA_C_PEND_FULL | FRA_C_PAUSED);
+  c->flags &= ~(FRA_C_BODY_FULL | FRA_C_PEND_FULL | FRA_C_PAUSED | FRA_C_DISCARD);
   c->pend_len = 0;
   if (c->flags & FRA_C_EOF) {
     /* the client is done sending: close once the output is flushed */
   } else {
     reading_start(c);
   }
-  timer_set(c, FRA_T_LINGER);
+  phase_set(c, FRA_T_LINGER);
   uv_shutdown_t *req = malloc(sizeof *req);
   if (!req || uv_shutdown(req, &c->h.stream, shutdown_cb) != 0) {
     free(req);
     fra__conn_close(c);
+    return;
   }
+  fra__loop_touched(c->srv);
 }
 
+/* A short canned error straight to the socket, if nothing else is queued before it. */
+static void try_error(fra_conn *c, int status) {
+  char buf[256];
+  uv_buf_t b = fra_buf(buf, fra_error_response(buf, status));
+  uv_try_write(&c->h.stream, &b, 1);
+}
+
+/* A deadline passed.  While output is queued only the write timeout closes the connection:
+ * the others wait until the client has taken the response. */
 static void timer_cb(uv_timer_t *t) {
   fra_conn *c = t->data;
-  fra_req *r = c->parser.req;
-  if (c->timer_mode == FRA_T_HEADER && r && !r->dispatched && (r->len > 0 || c->pend_len > 0)) {
-    /* Part of a request arrived but not its headers in time. */
-    char buf[256];
-    uv_buf_t b = uv_buf_init(buf, (unsigned)fra_error_response(buf, 408));
-    uv_try_write(&c->h.stream, &b, 1);
+  fra_server *s = c->srv;
+  c->timer_due = 0;
+  if (c->flags & FRA_C_CLOSING) return;
+  uint64_t now = uv_now(&s->loop), next = UINT64_MAX;
+  size_t queued = fra_conn_queued(c);
+  if (queued) {
+    uint64_t taken = bytes_taken(c, queued);
+    if (taken != c->taken_mark) {
+      c->taken_mark = taken;
+      c->write_seen = now;
+    } else if (s->cfg.timeout_write_ms && now - c->write_seen >= s->cfg.timeout_write_ms) {
+      /* The client has read nothing for --timeout-write: the app learns it is gone. */
+      fra__conn_close(c);
+      return;
+    }
+    next = now + write_poll_ms(s);
   }
-  c->timer_mode = FRA_T_NONE;
-  fra__conn_close(c);
+  if (s->cfg.timeout_body_ms && body_awaited(c)) {
+    uint64_t due = c->body_seen + s->cfg.timeout_body_ms;
+    if (now >= due) {
+      /* No body bytes for --timeout-body: 408 unless a response has begun (RFC 9110 15.5.9). */
+      if (c->active && !(c->flags & FRA_C_RESPONDING) && !queued) try_error(c, 408);
+      fra__conn_close(c);
+      return;
+    }
+    if (due < next) next = due;
+  }
+  if (c->phase_due) {
+    if (now < c->phase_due) {
+      if (c->phase_due < next) next = c->phase_due;
+    } else if (!queued) {
+      fra_req *r = c->parser.req;
+      if (c->timer_mode == FRA_T_HEADER && r && !r->dispatched && (r->len > 0 || c->pend_len > 0))
+        try_error(c, 408); /* part of a request arrived but not its headers in time */
+      c->timer_mode = FRA_T_NONE;
+      fra__conn_close(c);
+      return;
+    }
+  }
+  if (next != UINT64_MAX) timer_arm(c, next);
 }
 
 /* ---- accept ---- */
 
-void fra__conn_accept(uv_stream_t *l, int status) {
-  fra_server *s = l->loop->data;
-  if (status < 0 || s->shutting_down) return;
-  fra_conn *c = calloc(1, sizeof *c);
-  if (!c) return;
-  int tcp = l->type == UV_TCP;
-  if (tcp) uv_tcp_init(&s->loop, &c->h.tcp);
-  else uv_pipe_init(&s->loop, &c->h.pipe, 0);
-  c->h.handle.data = c;
-  if (uv_accept(l, &c->h.stream) != 0) {
-    uv_close(&c->h.handle, (uv_close_cb)free);
+static void conn_free_cb(uv_handle_t *h) { free(h->data); }
+
+static void refuse(fra_server *s, uv_stream_t *l);
+
+/* The spare handle is free again: take the connection a listener still holds. */
+static void refuse_closed_cb(uv_handle_t *h) {
+  fra_server *s = h->loop->data;
+  s->refuse_busy = 0;
+  for (int i = 0; i < s->nlisteners; i++) {
+    if (!(s->refuse_waiting & (1u << i))) continue;
+    s->refuse_waiting &= ~(1u << i);
+    if (!uv_is_closing(&s->listeners[i].handle)) {
+      refuse(s, &s->listeners[i].stream);
+      return;
+    }
+  }
+}
+
+/* A connection we cannot serve (no memory for it) is still accepted, into the server's spare
+ * handle, and closed at once: libuv stops watching a listener until its pending connection is
+ * taken, so leaving it would stop all accepting. */
+static void refuse(fra_server *s, uv_stream_t *l) {
+  if (s->refuse_busy) {
+    int i = (int)((char *)l - (char *)s->listeners) / (int)sizeof s->listeners[0];
+    s->refuse_waiting |= 1u << i;
     return;
   }
-  if (tcp) {
-    uv_tcp_nodelay(&c->h.tcp, 1);
-    c->flags |= FRA_C_TCP;
-  }
+  int rc = l->type == UV_TCP ? uv_tcp_init(&s->loop, &s->refuse.tcp) : uv_pipe_init(&s->loop, &s->refuse.pipe, 0);
+  if (rc) return;
+  s->refuse_busy = 1;
+  uv_accept(l, &s->refuse.stream);
+  fra__loop_touched(s);
+  uv_close(&s->refuse.handle, refuse_closed_cb);
+}
+
+/* Sets up a connection whose handle is open: timer, parser, the server's list, reading. */
+static void conn_start(fra_server *s, fra_conn *c) {
   uv_timer_init(&s->loop, &c->timer);
   c->timer.data = c;
   c->srv = s;
@@ -203,14 +342,55 @@ void fra__conn_accept(uv_stream_t *l, int status) {
   s->nconns++;
   if (s->cfg.limit_concurrency && s->nconns > s->cfg.limit_concurrency) c->flags |= FRA_C_OVERLIMIT;
   reading_start(c);
-  timer_set(c, FRA_T_HEADER);
+  phase_set(c, s->shutting_down ? FRA_T_DRAIN : FRA_T_HEADER);
+}
+
+void fra__conn_accept(uv_stream_t *l, int status) {
+  fra_server *s = l->loop->data;
+  if (status < 0 || s->shutting_down) return;
+  fra_conn *c = fra_fault("accept_alloc") ? NULL : calloc(1, sizeof *c);
+  if (!c) {
+    refuse(s, l);
+    return;
+  }
+  int tcp = l->type == UV_TCP;
+  if (tcp) uv_tcp_init(&s->loop, &c->h.tcp);
+  else uv_pipe_init(&s->loop, &c->h.pipe, 0);
+  c->h.handle.data = c;
+  fra__loop_touched(s);
+  if (uv_accept(l, &c->h.stream) != 0) {
+    uv_close(&c->h.handle, conn_free_cb);
+    return;
+  }
+  if (tcp) {
+    uv_tcp_nodelay(&c->h.tcp, 1);
+    c->flags |= FRA_C_TCP;
+  }
+  conn_start(s, c);
+}
+
+fra_conn *fra__conn_open_fd(fra_server *s, int fd) {
+  fra_conn *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  if (uv_pipe_init(&s->loop, &c->h.pipe, 0) != 0) {
+    free(c);
+    return NULL;
+  }
+  c->h.handle.data = c;
+  if (uv_pipe_open(&c->h.pipe, fd) != 0) {
+    /* the handle does not own fd yet: closing it leaves fd to the caller */
+    uv_close(&c->h.handle, conn_free_cb);
+    return NULL;
+  }
+  conn_start(s, c);
+  return c;
 }
 
 /* ---- parsing and dispatch ---- */
 
 static void send_error(fra_conn *c, int status) {
   char buf[256];
-  uv_buf_t b = uv_buf_init(buf, (unsigned)fra_error_response(buf, status));
+  uv_buf_t b = fra_buf(buf, fra_error_response(buf, status));
   fra_conn_write(c, &b, 1);
   linger_close(c);
 }
@@ -218,18 +398,19 @@ static void send_error(fra_conn *c, int status) {
 static void keep_pending(fra_conn *c, const char *data, size_t len) {
   if (data == c->pend) {
     /* already in the pending buffer (parsed from its start): nothing to copy */
-  } else if (data > c->pend && data < c->pend + c->pend_len) {
+  } else if (c->pend && data > c->pend && data < c->pend + c->pend_len) {
     memmove(c->pend, data, len);
   } else {
     if (c->pend_cap < len) {
-      char *np = realloc(c->pend, len < 32768 ? 32768 : len);
+      size_t cap = len < 32768 ? 32768 : len;
+      char *np = realloc(c->pend, cap);
       if (!np) { fra__conn_close(c); return; }
       c->pend = np;
-      c->pend_cap = len < 32768 ? 32768 : (uint32_t)len;
+      c->pend_cap = cap;
     }
     memcpy(c->pend, data, len);
   }
-  c->pend_len = (uint32_t)len;
+  c->pend_len = len;
   if (c->pend_len >= FRA_PEND_MAX) reading_stop(c, FRA_C_PEND_FULL);
 }
 
@@ -237,7 +418,7 @@ static void dispatch(fra_conn *c) {
   fra_server *s = c->srv;
   fra_req *r = c->parser.req;
   r->dispatched = 1;
-  timer_set(c, FRA_T_NONE);
+  phase_set(c, FRA_T_NONE);
   if (c->flags & FRA_C_OVERLIMIT) {
     /* Over --limit-concurrency: refuse before the app sees it. */
     r->dispatched = 0;
@@ -247,8 +428,20 @@ static void dispatch(fra_conn *c) {
   s->nactive++;
   s->nrequests++;
   s->hooks.on_request(c);
+  body_wait_begin(c); /* r may be finished and gone: only c is read */
 }
 
+/* The dropped rest of an early-answered body has arrived: the connection goes on. */
+static void discard_done(fra_conn *c) {
+  fra_req *r = c->parser.req;
+  c->flags &= ~FRA_C_DISCARD;
+  c->parser.req = NULL;
+  fra_server_release_req(c->srv, r);
+  next_request(c);
+}
+
+/* Parses bytes the client sent and acts on what they complete.  Used by the read callback
+ * and for pipelined bytes kept while the previous request was served. */
 static void feed(fra_conn *c, const char *data, size_t len) {
   fra_server *s = c->srv;
   fra_req *r0 = c->parser.req;
@@ -259,8 +452,8 @@ static void feed(fra_conn *c, const char *data, size_t len) {
   if (used < 0) {
     fra_req *r = c->parser.req;
     if (r && r->dispatched) {
-      /* A framing error inside the body of a request the app already has: the exchange is
-       * told the client is gone and the connection closes. */
+      /* A framing error inside the body of a request the app already has (or whose rest is
+       * being dropped): the exchange is told the client is gone and the connection closes. */
       fra__conn_close(c);
     } else {
       send_error(c, err.status);
@@ -276,10 +469,16 @@ static void feed(fra_conn *c, const char *data, size_t len) {
   } else if (data == c->pend) {
     c->pend_len = 0;
   }
+  if (c->flags & FRA_C_CLOSING) return;
   fra_req *r = c->parser.req;
   if (!r) return;
+  if (r == r0 && r->body_total != total0) c->body_seen = uv_now(&s->loop);
+  if (c->flags & FRA_C_DISCARD) {
+    if (r->complete) discard_done(c);
+    return;
+  }
   if (!r->headers_done) {
-    timer_set(c, FRA_T_HEADER);
+    phase_set(c, FRA_T_HEADER);
     return;
   }
   if (!r->dispatched) {
@@ -289,7 +488,7 @@ static void feed(fra_conn *c, const char *data, size_t len) {
     if (r->complete || !r->last_chunk) {
       dispatch(c); /* the request may be finished and released inside: r is not used after */
     } else {
-      timer_set(c, FRA_T_HEADER);
+      phase_set(c, FRA_T_HEADER);
     }
     return;
   }
@@ -334,7 +533,7 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     return;
   }
   if (buf->base != c->srv->rbuf) {
-    c->pend_len += (uint32_t)n;
+    c->pend_len += (size_t)n;
     if (c->flags & FRA_C_PAUSED) {
       if (c->pend_len >= FRA_PEND_MAX) reading_stop(c, FRA_C_PEND_FULL);
       return;
@@ -345,6 +544,31 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   feed(c, buf->base, (size_t)n);
 }
 
+size_t fra__conn_deliver(fra_conn *c, const char *data, size_t len) {
+  if (!(c->flags & FRA_C_READING) || len == 0) return 0;
+  uv_buf_t buf;
+  alloc_cb(&c->h.handle, 65536, &buf);
+  if (!buf.base || buf.len == 0) {
+    read_cb(&c->h.stream, UV_ENOBUFS, &buf);
+    return 0;
+  }
+  size_t n = len < buf.len ? len : buf.len;
+  memcpy(buf.base, data, n);
+  read_cb(&c->h.stream, (ssize_t)n, &buf);
+  return n;
+}
+
+void fra__conn_drain(fra_conn *c) {
+  if (c->flags & (FRA_C_CLOSING | FRA_C_LINGER | FRA_C_DISCARD) || c->active || c->pend_len) return;
+  const fra_req *r = c->parser.req;
+  if (r && r->len) return; /* a request is arriving: it is served, with Connection: close */
+  uint64_t due = now_ms(c->srv) + fra_server_drain_idle_ms(c->srv);
+  if (c->phase_due && c->phase_due < due) due = c->phase_due;
+  c->timer_mode = FRA_T_DRAIN;
+  c->phase_due = due;
+  timer_arm(c, due);
+}
+
 void fra__conn_process_pending(fra_server *s) {
   while (s->pending) {
     fra_conn *c = s->pending;
@@ -353,27 +577,52 @@ void fra__conn_process_pending(fra_server *s) {
     c->flags &= ~FRA_C_PENDING;
     if ((c->flags & (FRA_C_CLOSING | FRA_C_PAUSED | FRA_C_LINGER)) || c->pend_len == 0) continue;
     feed(c, c->pend, c->pend_len);
-    if (!(c->flags & FRA_C_CLOSING) && c->pend_len == 0 && !c->parser.req) timer_set(c, FRA_T_KEEPALIVE);
+    if (!(c->flags & FRA_C_CLOSING) && c->pend_len == 0 && !c->parser.req) phase_set(c, FRA_T_KEEPALIVE);
   }
 }
 
 /* ---- for the bridge ---- */
 
-void fra_conn_finish(fra_conn *c, int keep_alive, int status, uint64_t bytes) {
-  fra_server *s = c->srv;
-  fra_req *r = c->parser.req;
-  fra__access_log(s, c, status, bytes);
-  s->nactive--;
-  c->active = NULL;
-  if (!r->complete || (c->flags & (FRA_C_EOF | FRA_C_GONE | FRA_C_CLOSING)) || s->shutting_down) keep_alive = 0;
-  c->parser.req = NULL;
-  if (!r->retained) fra_server_release_req(s, r);
-  if (c->flags & FRA_C_CLOSING) return;
-  if (!keep_alive) {
-    linger_close(c);
-    return;
+int fra_conn_may_keep_alive(fra_conn *c, int continue_sent) {
+  if (c->srv->shutting_down || (c->flags & (FRA_C_EOF | FRA_C_GONE | FRA_C_CLOSING))) return 0;
+  const fra_req *r = c->parser.req;
+  if (!r || r->complete) return 1;
+  /* The body is still arriving.  Its rest can be dropped only if its size is known and small,
+   * and the client will send it: with Expect: 100-continue and no 100 sent, it may not
+   * (RFC 9110 10.1.1), and what it sends next could be read as body. */
+  if (!r->headers_done || r->chunked) return 0;
+  if (r->expect_continue && !continue_sent) return 0;
+  return r->content_length - r->body_total <= FRA_DISCARD_MAX;
+}
+
+/* Sets up dropping the rest of a body whose response is done.  The parser needs a request to
+ * parse into: the same one if the bridge let go of it, else a fresh one with its framing.
+ * Returns 0, or -1 (no memory: the connection closes instead). */
+static int discard_begin(fra_conn *c, fra_req *r) {
+  fra_req *d = r;
+  if (r->retained) {
+    d = new_req(c);
+    if (!d) return -1;
+    d->headers_done = 1;
+    d->has_body = r->has_body;
+    d->content_length = r->content_length;
+    d->body_total = r->body_total;
+    d->http_major = r->http_major;
+    d->http_minor = r->http_minor;
+  } else {
+    d->body_off = d->body_len = 0;
   }
-  if (!s->in_run) uv_update_time(&s->loop);
+  d->dispatched = 1;
+  d->discard = 1;
+  c->parser.req = d;
+  c->flags |= FRA_C_DISCARD;
+  c->flags &= ~FRA_C_BODY_FULL;
+  return 0;
+}
+
+/* Ready for the next request: resume the parser, parse what is pending or wait idle. */
+static void next_request(fra_conn *c) {
+  fra_server *s = c->srv;
   fra_parser_resume(&c->parser);
   c->flags &= ~FRA_C_PAUSED;
   if (c->pend_len) {
@@ -383,9 +632,42 @@ void fra_conn_finish(fra_conn *c, int keep_alive, int status, uint64_t bytes) {
       s->pending = c;
     }
   } else {
-    timer_set(c, FRA_T_KEEPALIVE);
+    phase_set(c, FRA_T_KEEPALIVE);
   }
   reading_resume(c, FRA_C_PEND_FULL | FRA_C_BODY_FULL);
+}
+
+void fra_conn_finish(fra_conn *c, int keep_alive, int status, uint64_t bytes) {
+  fra_server *s = c->srv;
+  fra_req *r = c->parser.req;
+  fra__access_log(s, c, status, bytes);
+  s->nactive--;
+  c->active = NULL;
+  c->flags &= ~FRA_C_RESPONDING;
+  if (c->flags & (FRA_C_EOF | FRA_C_GONE | FRA_C_CLOSING)) keep_alive = 0;
+  /* A response whose head kept the connection while the body was still arriving (see
+   * fra_conn_may_keep_alive, which cannot say otherwise now) has the rest of the body read
+   * and dropped; anything else unfinished closes. */
+  int discard = keep_alive && !r->complete;
+  if (discard && (!r->headers_done || r->chunked || r->content_length - r->body_total > FRA_DISCARD_MAX))
+    discard = keep_alive = 0;
+  c->parser.req = NULL;
+  if (discard) {
+    if (discard_begin(c, r) < 0) discard = keep_alive = 0;
+  }
+  if (!r->retained && !discard) fra_server_release_req(s, r);
+  if (c->flags & FRA_C_CLOSING) return;
+  if (!keep_alive) {
+    linger_close(c);
+    return;
+  }
+  if (discard) {
+    phase_set(c, FRA_T_NONE);
+    reading_resume(c, FRA_C_PEND_FULL);
+    body_wait_begin(c);
+    return;
+  }
+  next_request(c);
 }
 
 static void write_cb(uv_write_t *req, int status) {
@@ -401,12 +683,25 @@ static void write_cb(uv_write_t *req, int status) {
   }
 }
 
+/* The first bytes written for a dispatched request begin its response, unless they are an
+ * interim (1xx) response such as 100 Continue: every response starts with its status line. */
+static void note_response(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
+  for (unsigned i = 0; i < nbufs; i++) {
+    if (!bufs[i].len) continue;
+    if (!(bufs[i].len >= 10 && memcmp(bufs[i].base, "HTTP/1.1 1", 10) == 0)) c->flags |= FRA_C_RESPONDING;
+    return;
+  }
+}
+
 int fra_conn_write(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
   if (c->flags & FRA_C_CLOSING) return UV_ECANCELED;
   size_t total = 0;
   for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
   if (total == 0) return 0;
-  int w = uv_try_write(&c->h.stream, bufs, nbufs);
+  if (c->active && !(c->flags & FRA_C_RESPONDING)) note_response(c, bufs, nbufs);
+  size_t was_queued = fra_conn_queued(c);
+  int w = was_queued ? UV_EAGAIN : uv_try_write(&c->h.stream, bufs, nbufs);
+  if (w > 0) c->sent_direct += (uint64_t)w;
   if (w >= 0 && (size_t)w == total) return 0;
   if (w < 0 && w != UV_EAGAIN) {
     fra__conn_close(c);
@@ -429,13 +724,21 @@ int fra_conn_write(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
     skip = 0;
   }
   wr->len = rest;
-  uv_buf_t b = uv_buf_init(wr->data, (unsigned)rest);
+  uv_buf_t b = fra_buf(wr->data, rest);
   int rc = uv_write(&wr->req, &c->h.stream, &b, 1, write_cb);
   if (rc) {
     free(wr);
     fra__conn_close(c);
     return rc;
   }
+  fra__loop_touched(c->srv);
+  if (!was_queued) {
+    /* The client has output to take: the write timeout watches it from now. */
+    c->taken_mark = bytes_taken(c, 0);
+    c->write_seen = now_ms(c->srv);
+    if (c->srv->cfg.timeout_write_ms) timer_arm(c, c->write_seen + write_poll_ms(c->srv));
+  }
+  c->queued_total += rest;
   return 0;
 }
 
@@ -445,8 +748,10 @@ void fra_conn_want_drain(fra_conn *c) { c->flags |= FRA_C_WANT_DRAIN; }
 
 void fra_conn_body_consumed(fra_conn *c) {
   fra_req *r = c->parser.req;
-  if ((c->flags & FRA_C_BODY_FULL) && r && r->body_len - r->body_off < FRA_BODY_HIGH / 2)
+  if ((c->flags & FRA_C_BODY_FULL) && r && r->body_len - r->body_off < FRA_BODY_HIGH / 2) {
     reading_resume(c, FRA_C_BODY_FULL);
+    body_wait_begin(c);
+  }
 }
 
 static int addr_name(struct sockaddr_storage *ss, char *ip, size_t iplen, int *port) {

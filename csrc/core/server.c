@@ -1,6 +1,7 @@
 /* server.c — the server: its libuv loop, listeners, the non-blocking loop pass driven from the
- * asyncio loop, graceful shutdown.  Owns the loop, the listeners, the shared read buffer and
- * the request free list (accesslog.c owns the access log).  Runs on the loop thread; no function here
+ * asyncio loop, graceful shutdown, the ranges of its settings.  Owns the loop, the listeners,
+ * the spare handle for refused connections, the shared read buffer and the request free list
+ * (accesslog.c owns the access log).  Runs on the loop thread; no function here
  * needs the GIL itself (the bridge calls in with it held), except fra_server_wakeup, which is
  * thread-safe. */
 #include <errno.h>
@@ -14,6 +15,18 @@
 #include "fra/core.h"
 
 #define RBUF_SIZE (64 * 1024)
+
+/* Lengths are printed with "%.*s" (an int) and handed to Python as Py_ssize_t: a request line
+ * or header section must fit in an int.  The body limit is a byte count (uint64_t). */
+const fra_limit_range fra_limit_ranges[] = {
+    {"limit_request_line", 1, INT32_MAX},
+    {"limit_header_size", 1, INT32_MAX},
+    {"limit_header_count", 1, INT32_MAX},
+    {"limit_body_size", 0, UINT64_MAX},
+    {"limit_concurrency", 0, INT32_MAX},
+    {"threads", 1, 4096},
+    {NULL, 0, 0},
+};
 
 static void wakeup_cb(uv_async_t *a) {
   fra_server *s = a->data;
@@ -33,6 +46,7 @@ int fra_server_init(fra_server *s, const fra_config *cfg, const fra_hooks *hooks
   if (!s->rbuf) return UV_ENOMEM;
   if ((rc = uv_async_init(&s->loop, &s->wakeup, wakeup_cb))) return rc;
   s->wakeup.data = s;
+  fra__loop_touched(s);
   return fra__access_log_init(s);
 }
 
@@ -72,6 +86,7 @@ int fra_server_listen_tcp(fra_server *s, const char *host, int port, int backlog
   if (rc) return rc;
   if ((rc = uv_tcp_bind((uv_tcp_t *)l, (struct sockaddr *)&ss, 0))) return listener_failed(s, l, rc);
   if ((rc = uv_listen(l, backlog, fra__conn_accept))) return listener_failed(s, l, rc);
+  fra__loop_touched(s);
   return 0;
 }
 
@@ -84,6 +99,7 @@ int fra_server_listen_unix(fra_server *s, const char *path, int backlog) {
   if (rc) return rc;
   if ((rc = uv_pipe_bind((uv_pipe_t *)l, path))) return listener_failed(s, l, rc);
   if ((rc = uv_listen(l, backlog, fra__conn_accept))) return listener_failed(s, l, rc);
+  fra__loop_touched(s);
   return 0;
 }
 
@@ -100,6 +116,7 @@ int fra_server_listen_fd(fra_server *s, int fd, int backlog) {
   rc = tcp ? uv_tcp_open((uv_tcp_t *)l, nfd) : uv_pipe_open((uv_pipe_t *)l, nfd);
   if (rc) { close(nfd); return listener_failed(s, l, rc); }
   if ((rc = uv_listen(l, backlog, fra__conn_accept))) return listener_failed(s, l, rc);
+  fra__loop_touched(s);
   return 0;
 }
 
@@ -125,27 +142,33 @@ int fra_server_sockname(fra_server *s, int i, char *host, size_t hostlen, int *p
 
 /* libuv registers watchers started during a pass (a new connection's read, a write that could
  * not finish) with epoll only at its next poll; until then the backend fd stays quiet, so a
- * pass that left any unregistered must be followed by another. */
-static int loop_dirty(uv_loop_t *l) {
-  void **wq = (void **)&l->watcher_queue;
-  if (wq[0] != (void *)wq) return 1;
-  return uv_backend_timeout(l) == 0;
+ * pass that left any unregistered must be followed by another.  Our code notes each watcher it
+ * starts or changes (fra__loop_touched); the flag is cleared before each uv_run, whose poll
+ * registers them.  Closing handles, pending callbacks and due timers make libuv's own
+ * timeout 0 (recent libuv also counts its unregistered watchers there; older ones do not). */
+static int loop_dirty(fra_server *s) {
+  return s->loop_touched || uv_backend_timeout(&s->loop) == 0;
+}
+
+static void run_once(fra_server *s) {
+  s->loop_touched = 0;
+  uv_run(&s->loop, UV_RUN_NOWAIT);
 }
 
 int fra_server_run_nowait(fra_server *s) {
   s->in_run = 1;
-  uv_run(&s->loop, UV_RUN_NOWAIT);
+  run_once(s);
   for (int i = 0; i < 4; i++) {
     if (s->pending) fra__conn_process_pending(s);
-    if (!loop_dirty(&s->loop)) break;
-    uv_run(&s->loop, UV_RUN_NOWAIT);
+    if (!loop_dirty(s)) break;
+    run_once(s);
   }
   s->in_run = 0;
-  return s->pending != NULL || loop_dirty(&s->loop);
+  return s->pending != NULL || loop_dirty(s);
 }
 
 int fra_server_timeout(fra_server *s) {
-  if (s->pending || loop_dirty(&s->loop)) return 0;
+  if (s->pending || loop_dirty(s)) return 0;
   return uv_backend_timeout(&s->loop);
 }
 
@@ -154,18 +177,19 @@ static void listeners_close(fra_server *s) {
     if (!uv_is_closing(&s->listeners[i].handle)) uv_close(&s->listeners[i].handle, NULL);
 }
 
+uint64_t fra_server_drain_idle_ms(const fra_server *s) {
+  uint64_t ka = s->cfg.timeout_keep_alive_ms;
+  return ka && ka < FRA_DRAIN_IDLE_MS ? ka : FRA_DRAIN_IDLE_MS;
+}
+
 void fra_server_shutdown(fra_server *s) {
   if (s->shutting_down) return;
   s->shutting_down = 1;
   listeners_close(s);
-  fra_conn *c = s->conns, *next;
-  for (; c; c = next) {
-    next = c->next;
-    /* Only connections idle after a response are closed: one just accepted may carry a
-     * request already on its way, which is answered with Connection: close instead. */
-    if (!c->active && fra_parser_idle(&c->parser) && c->pend_len == 0 && c->timer_mode == FRA_T_KEEPALIVE)
-      fra__conn_close(c);
-  }
+  /* No connection is closed here: an idle one may have its client's next request already on
+   * the way, and closing it would lose that request.  Each is answered with Connection: close
+   * instead, and a connection that stays idle is closed after the drain period. */
+  for (fra_conn *c = s->conns; c; c = c->next) fra__conn_drain(c);
   if (s->nconns == 0 && s->hooks.on_drained) s->hooks.on_drained(s);
 }
 

@@ -24,17 +24,28 @@ static int reject(llhttp_t *p, int status, const char *reason) {
   return HPE_USER;
 }
 
+/* The capacity to grow a buffer of `cap` to so that it holds `need`: doubled from at least
+ * `first`, or 0 when that would not fit in size_t. */
+static size_t grown(size_t cap, size_t need, size_t first) {
+  if (!cap) cap = first;
+  while (cap < need) {
+    if (cap > SIZE_MAX / 2) return need;
+    cap *= 2;
+  }
+  return cap;
+}
+
 static int buf_append(fra_req *r, const char *at, size_t len) {
-  if ((size_t)r->len + len > r->cap) {
-    size_t cap = r->cap ? r->cap : 512;
-    while (cap < (size_t)r->len + len) cap *= 2;
+  if (len > SIZE_MAX - r->len) return -1;
+  if (r->len + len > r->cap) {
+    size_t cap = grown(r->cap, r->len + len, 512);
     char *nb = realloc(r->buf, cap);
     if (!nb) return -1;
     r->buf = nb;
-    r->cap = (uint32_t)cap;
+    r->cap = cap;
   }
   memcpy(r->buf + r->len, at, len);
-  r->len += (uint32_t)len;
+  r->len += len;
   return 0;
 }
 
@@ -50,29 +61,37 @@ static int on_message_begin(llhttp_t *p) {
  * counted up front, so an over-long target is refused before its end arrives). */
 #define LINE_FIXED 10
 
+/* Counts request-line bytes; the counter saturates rather than wrapping. */
+static int line_bytes(llhttp_t *p, size_t len) {
+  fra_parser *ps = PS(p);
+  ps->line_bytes = len > UINT64_MAX - ps->line_bytes ? UINT64_MAX : ps->line_bytes + len;
+  uint64_t lim = ps->limits->request_line;
+  if (lim && (ps->line_bytes > lim || lim - ps->line_bytes < LINE_FIXED))
+    return reject(p, 414, "request line too long");
+  return 0;
+}
+
 static int on_method(llhttp_t *p, const char *at, size_t len) {
   fra_req *r = PS(p)->req;
-  PS(p)->line_bytes += (uint32_t)len;
-  if (PS(p)->limits->request_line && PS(p)->line_bytes + LINE_FIXED > PS(p)->limits->request_line)
-    return reject(p, 414, "request line too long");
+  int rc = line_bytes(p, len);
+  if (rc) return rc;
   if (r->method_len == 0) r->method_off = r->len;
-  r->method_len += (uint32_t)len;
+  r->method_len += len;
   return buf_append(r, at, len) ? reject(p, 503, "out of memory") : 0;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   fra_req *r = PS(p)->req;
-  PS(p)->line_bytes += (uint32_t)len;
-  if (PS(p)->limits->request_line && PS(p)->line_bytes + LINE_FIXED > PS(p)->limits->request_line)
-    return reject(p, 414, "request line too long");
+  int rc = line_bytes(p, len);
+  if (rc) return rc;
   if (r->url_len == 0) r->url_off = r->len;
-  r->url_len += (uint32_t)len;
+  r->url_len += len;
   return buf_append(r, at, len) ? reject(p, 503, "out of memory") : 0;
 }
 
 static int header_bytes(llhttp_t *p, size_t len) {
   fra_req *r = PS(p)->req;
-  r->hdr_bytes += (uint32_t)len;
+  r->hdr_bytes = len > UINT64_MAX - r->hdr_bytes ? UINT64_MAX : r->hdr_bytes + len;
   if (PS(p)->limits->header_size && r->hdr_bytes > PS(p)->limits->header_size)
     return reject(p, 431, "request header fields too large");
   return 0;
@@ -111,7 +130,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     if (PS(p)->limits->header_count && r->nhdrs >= PS(p)->limits->header_count)
       return reject(p, 431, "too many header fields");
     if (r->nhdrs == r->hdrcap) {
-      uint32_t cap = r->hdrcap ? r->hdrcap * 2 : 16;
+      size_t cap = grown(r->hdrcap, r->nhdrs + 1, 16);
+      if (cap > SIZE_MAX / sizeof(fra_hdr)) return reject(p, 503, "out of memory");
       fra_hdr *nh = realloc(r->hdrs, cap * sizeof(fra_hdr));
       if (!nh) return reject(p, 503, "out of memory");
       r->hdrs = nh;
@@ -124,7 +144,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     h->value_len = 0;
     r->in_value = 0;
   }
-  r->hdrs[r->nhdrs - 1].name_len += (uint32_t)len;
+  r->hdrs[r->nhdrs - 1].name_len += len;
   return buf_append(r, at, len) ? reject(p, 503, "out of memory") : 0;
 }
 
@@ -138,7 +158,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     r->in_value = 1;
     h->value_off = r->len;
   }
-  h->value_len += (uint32_t)len;
+  h->value_len += len;
   return buf_append(r, at, len) ? reject(p, 503, "out of memory") : 0;
 }
 
@@ -210,7 +230,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   r->body_total += len;
   if (ps->limits->body_size && r->body_total > ps->limits->body_size)
     return reject(p, 413, "request body too large");
-  if (ps->on_body) return ps->on_body(ps->owner, r, at, len) ? reject(p, 503, "out of memory") : 0;
+  if (r->discard) return 0; /* its response is sent: framing is still checked, bytes dropped */
   return fra_req_body_append(r, at, len) ? reject(p, 503, "out of memory") : 0;
 }
 
@@ -256,7 +276,6 @@ void fra_parser_init(fra_parser *ps, const fra_limits *limits, void *owner) {
   ps->trailer_in_value = 0;
   ps->owner = owner;
   ps->new_req = NULL;
-  ps->on_body = NULL;
 }
 
 static int status_for(llhttp_errno_t e) {
@@ -519,7 +538,7 @@ int fra_parser_idle(const fra_parser *ps) { return ps->req == NULL; }
 void fra_req_reset(fra_req *r) {
   char *buf = r->buf, *body = r->body;
   fra_hdr *hdrs = r->hdrs;
-  uint32_t cap = r->cap, hdrcap = r->hdrcap;
+  size_t cap = r->cap, hdrcap = r->hdrcap;
   size_t body_cap = r->body_cap;
   memset(r, 0, sizeof(*r));
   r->buf = buf; r->cap = cap;
@@ -536,6 +555,7 @@ void fra_req_free(fra_req *r) {
 
 int fra_req_body_append(fra_req *r, const char *at, size_t len) {
   if (r->body_off == r->body_len) r->body_off = r->body_len = 0;
+  if (len > SIZE_MAX - r->body_len) return -1;
   if (r->body_len + len > r->body_cap) {
     if (r->body_off > 0) {  /* reclaim consumed space first */
       memmove(r->body, r->body + r->body_off, r->body_len - r->body_off);
@@ -543,8 +563,7 @@ int fra_req_body_append(fra_req *r, const char *at, size_t len) {
       r->body_off = 0;
     }
     if (r->body_len + len > r->body_cap) {
-      size_t cap = r->body_cap ? r->body_cap : 4096;
-      while (cap < r->body_len + len) cap *= 2;
+      size_t cap = grown(r->body_cap, r->body_len + len, 4096);
       char *nb = realloc(r->body, cap);
       if (!nb) return -1;
       r->body = nb;
@@ -557,7 +576,7 @@ int fra_req_body_append(fra_req *r, const char *at, size_t len) {
 }
 
 int fra_req_find(const fra_req *r, const char *name, size_t name_len) {
-  for (uint32_t i = 0; i < r->nhdrs; i++)
+  for (size_t i = 0; i < r->nhdrs; i++)
     if (r->hdrs[i].name_len == name_len && strncasecmp(r->buf + r->hdrs[i].name_off, name, name_len) == 0)
       return (int)i;
   return -1;

@@ -154,7 +154,9 @@ static int head_end(ExchangeObject *ex, int whole, size_t len) {
   } else {
     ex->keep_alive = 0; /* HTTP/1.0 without a length: the close ends the body */
   }
-  int keep = ex->keep_alive && !ex->close_after && !s->shutting_down;
+  /* The core decides whether the connection outlives this response (not while draining, nor
+   * when a body still arriving cannot be dropped after it; RFC 9112 9.6). */
+  int keep = ex->keep_alive && !ex->close_after && ex->conn && fra_conn_may_keep_alive(ex->conn, ex->continue_sent);
   if (!keep) {
     ex->keep_alive = 0;
     head_put(ex, "Connection: close\r\n", 19);
@@ -188,15 +190,15 @@ int fra_ex_body(ExchangeObject *ex, const char *data, size_t len, int more) {
       ex->body_sent += len;
       len = 0;
     }
-    bufs[n++] = uv_buf_init(ex->head, (unsigned)ex->head_len);
+    bufs[n++] = fra_buf(ex->head, ex->head_len);
   }
   if (len && !drop) {
     if (ex->chunked) {
-      bufs[n++] = uv_buf_init(chunk_head, (unsigned)fra_chunk_head(chunk_head, len));
-      bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
-      bufs[n++] = uv_buf_init("\r\n", 2);
+      bufs[n++] = fra_buf(chunk_head, fra_chunk_head(chunk_head, len));
+      bufs[n++] = fra_buf(data, len);
+      bufs[n++] = fra_buf("\r\n", 2);
     } else {
-      bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+      bufs[n++] = fra_buf(data, len);
     }
     ex->body_sent += len;
   }
@@ -206,7 +208,7 @@ int fra_ex_body(ExchangeObject *ex, const char *data, size_t len, int more) {
         if (ex_emit(ex, bufs, n) < 0) return -1;
         n = 0;
       }
-      bufs[n++] = uv_buf_init("0\r\n\r\n", 5);
+      bufs[n++] = fra_buf("0\r\n\r\n", 5);
     }
     ex->complete = 1;
   }

@@ -141,6 +141,7 @@ static int module_exec(PyObject *m) {
   if (!st->ServerType || !st->ExchangeType || !st->ReadyType || !st->InputType || !st->CallType) return -1;
   if (PyModule_AddType(m, st->ServerType) < 0) return -1;
   if (PyModule_AddType(m, st->ExchangeType) < 0) return -1;
+  if (fra_server_add_limits(m) < 0) return -1;
   st->none_ready = fra_ready_new(st, Py_None);
   if (!st->none_ready) return -1;
   if (fra_request_init(st) < 0) return -1;

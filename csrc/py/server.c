@@ -27,25 +27,63 @@ static void on_drained(fra_server *s) {
   if (PyErr_Occurred()) PyErr_WriteUnraisable(so->drained);
 }
 
+/* A numeric setting checked against its one range (fra_limit_ranges, shared with the CLI
+ * through _core.LIMITS).  o NULL keeps the default.  0, or -1 with ValueError/TypeError. */
+static int range_arg(PyObject *o, const char *name, uint64_t *out) {
+  const fra_limit_range *r = fra_limit_ranges;
+  while (r->name && strcmp(r->name, name) != 0) r++;
+  if (!o || !r->name) return 0;
+  if (!PyLong_Check(o)) {
+    PyErr_Format(PyExc_TypeError, "%s: expected an int, got %.100s", name, Py_TYPE(o)->tp_name);
+    return -1;
+  }
+  unsigned long long v = PyLong_AsUnsignedLongLong(o);   /* OverflowError: negative or huge */
+  if ((v == (unsigned long long)-1 && PyErr_Occurred()) || v < r->min || v > r->max) {
+    PyErr_Clear();
+    PyErr_Format(PyExc_ValueError, "%s: expected an integer from %llu to %llu, got %R", name,
+                 (unsigned long long)r->min, (unsigned long long)r->max, o);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+/* Seconds to milliseconds: finite, from 0 (none) to FRA_TIMEOUT_MAX_S; a positive value is at
+ * least 1 ms, so a short timeout never becomes none.  0, or -1 with ValueError. */
+static int timeout_arg(double t, const char *name, uint64_t *out) {
+  if (!(t >= 0 && t <= FRA_TIMEOUT_MAX_S)) { /* NaN fails both */
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: expected a number of seconds from 0 to %d, got %g", name, FRA_TIMEOUT_MAX_S, t);
+    PyErr_SetString(PyExc_ValueError, msg);
+    return -1;
+  }
+  uint64_t ms = (uint64_t)(t * 1000);
+  *out = ms == 0 && t > 0 ? 1 : ms;
+  return 0;
+}
+
 static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
   static char *kwlist[] = {"app", "loop", "interface", "threads", "limit_request_line",
                            "limit_header_size", "limit_header_count", "limit_body_size",
                            "limit_concurrency", "timeout_header", "timeout_keep_alive",
+                           "timeout_body", "timeout_write",
                            "access_log_fd", "server_header", "root_path", "state", "on_error",
                            "multiprocess", NULL};
   PyObject *app, *loop, *server_header = NULL, *root_path = NULL, *state = Py_None, *on_error = Py_None;
+  PyObject *o_threads = NULL, *o_lrl = NULL, *o_lhs = NULL, *o_lhc = NULL, *o_lbody = NULL, *o_lconc = NULL;
   const char *interface = "asgi";
-  int threads = 16, access_log_fd = -1, multiprocess = 0;
-  unsigned int lrl = 8190, lhs = 32768, lhc = 100, lconc = 0;
-  unsigned long long lbody = 0;
-  double th = 10.0, tka = 5.0;
+  int access_log_fd = -1, multiprocess = 0;
+  uint64_t threads = 16, lrl = 8190, lhs = 32768, lhc = 100, lbody = 0, lconc = 0;
+  double th = 10.0, tka = 5.0, tbody = FRA_TIMEOUT_BODY_S, twrite = FRA_TIMEOUT_WRITE_S;
+  uint64_t th_ms, tka_ms, tbody_ms, twrite_ms;
   if (so->started || so->st) {
     PyErr_SetString(PyExc_RuntimeError, "Server.__init__ called twice");
     return -1;
   }
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$siIIIKIddiOOOOp", kwlist, &app, &loop, &interface,
-                                   &threads, &lrl, &lhs, &lhc, &lbody, &lconc, &th, &tka, &access_log_fd,
-                                   &server_header, &root_path, &state, &on_error, &multiprocess))
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$sOOOOOOddddiOOOOp", kwlist, &app, &loop, &interface,
+                                   &o_threads, &o_lrl, &o_lhs, &o_lhc, &o_lbody, &o_lconc, &th, &tka,
+                                   &tbody, &twrite, &access_log_fd, &server_header, &root_path, &state,
+                                   &on_error, &multiprocess))
     return -1;
   if (strcmp(interface, "asgi") == 0) so->interface = FRA_IF_ASGI;
   else if (strcmp(interface, "native") == 0) {
@@ -58,25 +96,26 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
     PyErr_Format(PyExc_ValueError, "interface: expected 'asgi', 'native' or 'wsgi', got '%s'", interface);
     return -1;
   }
-  if (threads < 1 || threads > 4096) {
-    PyErr_SetString(PyExc_ValueError, "threads: expected 1 to 4096");
+  if (range_arg(o_threads, "threads", &threads) < 0 || range_arg(o_lrl, "limit_request_line", &lrl) < 0 ||
+      range_arg(o_lhs, "limit_header_size", &lhs) < 0 || range_arg(o_lhc, "limit_header_count", &lhc) < 0 ||
+      range_arg(o_lbody, "limit_body_size", &lbody) < 0 || range_arg(o_lconc, "limit_concurrency", &lconc) < 0)
     return -1;
-  }
-  if (th < 0 || tka < 0) {
-    PyErr_SetString(PyExc_ValueError, "timeouts must be >= 0");
+  if (timeout_arg(th, "timeout_header", &th_ms) < 0 || timeout_arg(tka, "timeout_keep_alive", &tka_ms) < 0 ||
+      timeout_arg(tbody, "timeout_body", &tbody_ms) < 0 || timeout_arg(twrite, "timeout_write", &twrite_ms) < 0)
     return -1;
-  }
   so->st = fra_state_of_type(Py_TYPE(so));
   if (!so->st) return -1;
   fra_config cfg;
   memset(&cfg, 0, sizeof cfg);
-  cfg.limits.request_line = lrl;
-  cfg.limits.header_size = lhs;
-  cfg.limits.header_count = lhc;
+  cfg.limits.request_line = (uint32_t)lrl;
+  cfg.limits.header_size = (uint32_t)lhs;
+  cfg.limits.header_count = (uint32_t)lhc;
   cfg.limits.body_size = lbody;
-  cfg.limit_concurrency = lconc;
-  cfg.timeout_header_ms = (uint64_t)(th * 1000);
-  cfg.timeout_keep_alive_ms = (uint64_t)(tka * 1000);
+  cfg.limit_concurrency = (uint32_t)lconc;
+  cfg.timeout_header_ms = th_ms;
+  cfg.timeout_keep_alive_ms = tka_ms;
+  cfg.timeout_body_ms = tbody_ms;
+  cfg.timeout_write_ms = twrite_ms;
   cfg.access_log_fd = access_log_fd;
   const char *sh = "flask-restful-async";
   Py_ssize_t shl = (Py_ssize_t)strlen(sh);
@@ -117,7 +156,7 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
     PyErr_SetString(PyExc_TypeError, "root_path: expected str");
     return -1;
   }
-  so->threads = threads;
+  so->threads = (int)threads;
   so->backend_fd = -1;
   if (!(so->environ_base = fra_environ_base(so, multiprocess))) return -1;
   if (!(so->call_soon = PyObject_GetAttr(loop, so->st->s_call_soon))) return -1;
@@ -127,6 +166,24 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
   if (!(so->timer_cb = PyObject_GetAttrString((PyObject *)so, "_on_timer"))) return -1;
   if (!(so->kick_cb = PyObject_GetAttrString((PyObject *)so, "_kick"))) return -1;
   return 0;
+}
+
+int fra_server_add_limits(PyObject *m) {
+  PyObject *d = PyDict_New();
+  if (!d) return -1;
+  for (const fra_limit_range *r = fra_limit_ranges; r->name; r++) {
+    PyObject *v = Py_BuildValue("(KK)", (unsigned long long)r->min, (unsigned long long)r->max);
+    if (!v || PyDict_SetItemString(d, r->name, v) < 0) {
+      Py_XDECREF(v);
+      Py_DECREF(d);
+      return -1;
+    }
+    Py_DECREF(v);
+  }
+  int rc = PyModule_AddObjectRef(m, "LIMITS", d);
+  Py_DECREF(d);
+  if (rc < 0) return -1;
+  return PyModule_AddIntConstant(m, "TIMEOUT_MAX", FRA_TIMEOUT_MAX_S);
 }
 
 static int check_open(ServerObject *so) {
@@ -232,8 +289,9 @@ static void srv_do_close(ServerObject *so) {
   fra_server_destroy(&so->core);
   if (so->pool) {
     fra_pool *pool = so->pool;
+    fra_pool_stop(pool, fra_threads_drop_job, so); /* jobs never taken: released */
     Py_BEGIN_ALLOW_THREADS
-    fra_pool_stop(pool, 1000); /* freed by the last of us and its threads to let go */
+    fra_pool_release(pool, 1000); /* freed by the last of us and its threads to let go */
     Py_END_ALLOW_THREADS
     so->pool = NULL;
   }

@@ -194,6 +194,21 @@ void fra_threads_drop_ready(ServerObject *so) {
   }
 }
 
+/* The pool stopped before a thread took this job (loop thread, with the GIL; the server is
+ * closing, its connections closed): the queue's reference goes, a call's future is cancelled. */
+void fra_threads_drop_job(void *job, void *arg) {
+  fra_job *j = job;
+  if (j->job_kind == FRA_JOB_EXCHANGE) {
+    ((ExchangeObject *)j)->gone = 1;
+  } else {
+    CallObject *call = (CallObject *)j;
+    PyObject *r = PyObject_CallMethodNoArgs(call->future, call->srv->st->s_cancel);
+    if (!r) PyErr_WriteUnraisable(call->future);
+    Py_XDECREF(r);
+  }
+  Py_DECREF(j);
+}
+
 /* ---- the pool threads ---- */
 
 static void run_call(CallObject *call) {

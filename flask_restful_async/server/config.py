@@ -10,6 +10,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+try:
+    # The ranges the C server accepts, defined once in C (csrc/core/server.c).
+    from flask_restful_async._core import LIMITS as C_LIMITS, TIMEOUT_MAX as C_TIMEOUT_MAX
+except ImportError:  # the C core is not built: --help and --version still work
+    C_LIMITS, C_TIMEOUT_MAX = {}, None
+
 PROG = "flask-restful-async"
 ENV_PREFIX = "FRA_"
 
@@ -44,6 +50,8 @@ class Config:
     loop: str = "auto"
     timeout_header: float = 10.0
     timeout_keep_alive: float = 5.0
+    timeout_body: float = 60.0
+    timeout_write: float = 60.0
     timeout_graceful: float = 30.0
     limit_request_line: int = 8190
     limit_header_size: int = 32768
@@ -84,15 +92,24 @@ def integer(lo: int, hi: Optional[int] = None) -> Parser:
     return parse
 
 
+def limit(name: str, lo: int) -> Parser:
+    """An integer in the range the C server gives the setting `name` (_core.LIMITS)."""
+    lo, hi = C_LIMITS.get(name, (lo, None))
+    return integer(lo, hi)
+
+
 def seconds(allow_zero: bool) -> Parser:
     expected = "a number of seconds >= 0" if allow_zero else "a number of seconds > 0"
+    if C_TIMEOUT_MAX is not None:
+        expected += f" and at most {C_TIMEOUT_MAX}"
 
     def parse(raw: str) -> float:
         try:
             value = float(raw.strip())
         except ValueError:
             raise ValueError(expected) from None
-        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero) or (
+                C_TIMEOUT_MAX is not None and value > C_TIMEOUT_MAX):
             raise ValueError(expected)
         return value
     parse.expected = expected  # type: ignore[attr-defined]
@@ -196,7 +213,7 @@ OPTIONS: tuple[Option, ...] = (
            "descriptor instead of binding", "N"),
     Option("workers", integer(1, 1024), "number of worker processes; above 1 a supervisor "
            "process runs them", "N"),
-    Option("threads", integer(1, 4096), "WSGI thread pool size per worker (ignored for ASGI)",
+    Option("threads", limit("threads", 1), "WSGI thread pool size per worker (ignored for ASGI)",
            "N"),
     Option("backlog", integer(1, 65535), "listen(2) backlog", "N"),
     Option("interface", choice("auto", "asgi", "wsgi", "native"), "how to call the app; auto "
@@ -209,18 +226,23 @@ OPTIONS: tuple[Option, ...] = (
            "headers before the connection is closed", "SECONDS"),
     Option("timeout_keep_alive", seconds(False), "seconds an idle keep-alive connection is kept "
            "open", "SECONDS"),
+    Option("timeout_body", seconds(False), "seconds without a byte of the request body while "
+           "the app waits for it, before 408 and close", "SECONDS"),
+    Option("timeout_write", seconds(False), "seconds a client may take no byte of a response "
+           "waiting to be written before the connection is closed", "SECONDS"),
     Option("timeout_graceful", seconds(True), "seconds in-flight requests get to finish on "
            "SIGTERM/SIGINT (and the app's lifespan shutdown after them) before they are "
            "cancelled", "SECONDS"),
-    Option("limit_request_line", integer(1), "longest request line in bytes (longer: 414)",
-           "BYTES"),
-    Option("limit_header_size", integer(1), "most bytes of all request header fields together "
-           "(more: 431)", "BYTES"),
-    Option("limit_header_count", integer(1), "most request header fields (more: 431)", "N"),
-    Option("limit_body_size", integer(0), "largest request body in bytes, 0 = unlimited "
-           "(larger: 413)", "BYTES"),
-    Option("limit_concurrency", integer(0), "most open connections per worker, 0 = unlimited "
-           "(more: 503 and close)", "N"),
+    Option("limit_request_line", limit("limit_request_line", 1), "longest request line in "
+           "bytes (longer: 414)", "BYTES"),
+    Option("limit_header_size", limit("limit_header_size", 1), "most bytes of all request "
+           "header fields together (more: 431)", "BYTES"),
+    Option("limit_header_count", limit("limit_header_count", 1), "most request header fields "
+           "(more: 431)", "N"),
+    Option("limit_body_size", limit("limit_body_size", 0), "largest request body in bytes, "
+           "0 = unlimited (larger: 413)", "BYTES"),
+    Option("limit_concurrency", limit("limit_concurrency", 0), "most open connections per "
+           "worker, 0 = unlimited (more: 503 and close)", "N"),
     Option("access_log", boolean, "write one access log line per request to stdout",
            switch=True),
     Option("log_level", choice("critical", "error", "warning", "info", "debug"),

@@ -159,7 +159,8 @@ class Worker:
             limit_request_line=cfg.limit_request_line, limit_header_size=cfg.limit_header_size,
             limit_header_count=cfg.limit_header_count, limit_body_size=cfg.limit_body_size,
             limit_concurrency=cfg.limit_concurrency, timeout_header=cfg.timeout_header,
-            timeout_keep_alive=cfg.timeout_keep_alive,
+            timeout_keep_alive=cfg.timeout_keep_alive, timeout_body=cfg.timeout_body,
+            timeout_write=cfg.timeout_write,
             access_log_fd=1 if cfg.access_log else -1, root_path=cfg.root_path, state=state,
             on_error=log_app_error, multiprocess=cfg.workers > 1)
         # Every request's context is copied from this one at start(): run_async finds the

@@ -3,19 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "check.h"
 #include "fra/http.h"
-
-static int failures, checks;
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    checks++;                                              \
-    if (!(cond)) {                                         \
-      failures++;                                          \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                        \
-      fprintf(stderr, "\n");                               \
-    }                                                      \
-  } while (0)
 
 static fra_req *new_req(void *owner) { return calloc(1, sizeof(fra_req)); }
 
@@ -67,7 +56,7 @@ static void test_simple(int bw) {
   CHECK(r.req && r.req->complete && r.req->headers_done, "simple: complete");
   CHECK(r.req->url_len == 8 && memcmp(r.req->buf + r.req->url_off, "/a/b?x=1", 8) == 0, "simple: url");
   CHECK(r.req->method == HTTP_GET && r.req->http_major == 1 && r.req->http_minor == 1, "simple: method/version");
-  CHECK(r.req->nhdrs == 3, "simple: %u headers", r.req->nhdrs);
+  CHECK(r.req->nhdrs == 3, "simple: %zu headers", r.req->nhdrs);
   CHECK(hdr_is(r.req, 0, "Host", "example"), "simple: host");
   CHECK(hdr_is(r.req, 1, "X-Long", "abcdef"), "simple: split value joined");
   CHECK(r.req->hdrs[2].value_len == 0, "simple: empty value");
@@ -114,7 +103,7 @@ static void test_bodies(int bw) {
   r = parse(ch, strlen(ch), &defaults, bw);
   CHECK(r.status == 0 && r.req->complete, "chunked: complete (status %d)", r.status);
   CHECK(r.req->body_len == 5 && memcmp(r.req->body, "abcde", 5) == 0, "chunked: bytes");
-  CHECK(r.req->nhdrs == 2, "chunked: trailer not kept as a header (%u)", r.req->nhdrs);
+  CHECK(r.req->nhdrs == 2, "chunked: trailer not kept as a header (%zu)", r.req->nhdrs);
   free_result(&r);
   const char *ex = "PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n";
   r = parse(ex, strlen(ex), &defaults, bw);
@@ -216,6 +205,34 @@ static void test_response_helpers(void) {
         "error response");
 }
 
+/* A request-line limit below the fixed 10 bytes of " HTTP/1.1" (and the method) refuses every
+ * request instead of wrapping an unsigned subtraction into "no limit". */
+static void test_tiny_request_line_limit(void) {
+  fra_limits tiny = {5, 32768, 100, 0};
+  expect_status("request line limit 5", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &tiny, 414);
+  fra_limits one = {1, 32768, 100, 0};
+  expect_status("request line limit 1", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &one, 414);
+}
+
+/* A request marked discard (its response was sent early) is still parsed and framed, its body
+ * counted but not kept. */
+static void test_discard(void) {
+  fra_parser ps;
+  fra_parser_init(&ps, &defaults, NULL);
+  ps.new_req = new_req;
+  fra_parse_error err;
+  const char *head = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nab";
+  long used = fra_parser_execute(&ps, head, strlen(head), &err);
+  CHECK(used == (long)strlen(head) && ps.req && ps.req->body_len == 2, "discard: head and 2 body bytes");
+  ps.req->discard = 1;
+  ps.req->body_off = ps.req->body_len = 0;
+  const char *rest = "cdefGET";
+  used = fra_parser_execute(&ps, rest, strlen(rest), &err);
+  CHECK(used == 4 && ps.req->complete && ps.req->body_total == 6 && ps.req->body_len == 0,
+        "discard: rest counted, not kept, paused at the end (used %ld)", used);
+  fra_req_free(ps.req);
+}
+
 static void test_body_queue(void) {
   fra_req *r = calloc(1, sizeof *r);
   for (int i = 0; i < 1000; i++) fra_req_body_append(r, "0123456789", 10);
@@ -239,6 +256,8 @@ int main(void) {
   test_malformed();
   test_response_helpers();
   test_body_queue();
+  test_tiny_request_line_limit();
+  test_discard();
   printf("%d passed, %d failed\n", checks - failures, failures);
   return failures ? 1 : 0;
 }

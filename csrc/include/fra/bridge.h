@@ -136,6 +136,7 @@ int fra_join_getset(PyGetSetDef *out, size_t cap, PyGetSetDef *const parts[]);
 /* server.c */
 extern PyType_Spec fra_server_spec;
 int fra_server_spec_prepare(void);          /* before the type is made from the spec; 0 or -1 */
+int fra_server_add_limits(PyObject *m);     /* _core.LIMITS and _core.TIMEOUT_MAX; 0 or -1 */
 
 /* loop.c */
 extern PyMethodDef fra__loop_methods[];
@@ -180,6 +181,7 @@ void fra_threads_wait(ExchangeObject *ex, int what); /* pool thread: wait for FR
 void fra_threads_notify(ExchangeObject *ex);       /* loop thread: wake ex's thread if due */
 void fra_threads_wakeup(fra_server *s);            /* the core's on_wakeup hook */
 void fra_threads_drop_ready(ServerObject *so);     /* closing: release what waits for the loop */
+void fra_threads_drop_job(void *job, void *so);    /* closing: a job no thread took */
 
 /* wsgi.c */
 extern PyType_Spec fra_input_spec;

@@ -31,14 +31,25 @@ typedef struct fra_hooks {
 typedef struct fra_config {
   fra_limits limits;
   uint32_t limit_concurrency;  /* open connections, 0 = unlimited */
-  uint64_t timeout_header_ms;
+  uint64_t timeout_header_ms;  /* 0 = none, for this and the three below */
   uint64_t timeout_keep_alive_ms;
+  uint64_t timeout_body_ms;    /* no body bytes for this long while they are awaited: 408, close */
+  uint64_t timeout_write_ms;   /* queued output not taken by the client for this long: close */
   int access_log_fd;           /* -1 = off */
   char server_header[128];     /* "Server: name\r\n" or "" */
   size_t server_header_len;
 } fra_config;
 
 #define FRA_LISTEN_MAX 8
+
+/** The range of one numeric setting of the Server (a limit, the thread count): the one place
+ * both the C API and the command line take it from (exported as _core.LIMITS). */
+typedef struct fra_limit_range {
+  const char *name;            /* the Server keyword argument, e.g. "limit_request_line" */
+  uint64_t min, max;
+} fra_limit_range;
+/** Every such range, terminated by an entry whose name is NULL. */
+extern const fra_limit_range fra_limit_ranges[];
 
 struct fra_server {
   uv_loop_t loop;
@@ -57,6 +68,10 @@ struct fra_server {
   char *logbuf; size_t loglen, logcap;
   uint64_t nconns, nrequests, nactive;
   int shutting_down, closed, in_run;
+  int loop_touched;            /* a watcher was started or changed since the last uv_run */
+  union { uv_tcp_t tcp; uv_pipe_t pipe; uv_stream_t stream; uv_handle_t handle; } refuse;
+  int refuse_busy;             /* `refuse` holds a connection being closed */
+  unsigned refuse_waiting;     /* bit i: listener i has a connection waiting for `refuse` */
   fra_req *free_reqs;          /* free list of requests (linked through body pointer) */
   int nfree_reqs;
 };
@@ -75,6 +90,8 @@ enum {
   FRA_C_PENDING = 1 << 9,      /* on the server's pending list */
   FRA_C_TCP = 1 << 10,
   FRA_C_GONE = 1 << 11,        /* disconnect reported to the bridge */
+  FRA_C_RESPONDING = 1 << 12,  /* a final response to the dispatched request has begun */
+  FRA_C_DISCARD = 1 << 13,     /* answered early: dropping the rest of the request body */
 };
 
 struct fra_conn {
@@ -87,10 +104,19 @@ struct fra_conn {
   void *active;                /* the bridge's exchange for the dispatched request (owned by it) */
   void *data;                  /* the bridge's per-connection data (client address object) */
   char *pend;                  /* unparsed bytes kept while the parser is paused */
-  uint32_t pend_len, pend_cap;
+  size_t pend_len, pend_cap;
   uint32_t flags;
   uint8_t nclose;              /* handles still to close */
-  uint8_t timer_mode;          /* FRA_T_* */
+  uint8_t timer_mode;          /* FRA_T_*: the phase phase_due belongs to */
+  /* Deadlines in loop milliseconds (uv_now).  The one timer is armed for the earliest; a
+   * deadline that moves later is only noticed when the timer fires (no re-arming per read). */
+  uint64_t phase_due;          /* header, keep-alive, drain or linger deadline; 0 = none */
+  uint64_t timer_due;          /* when the timer is armed to fire; 0 = not armed */
+  uint64_t body_seen;          /* body bytes last arrived (or the wait for them began) */
+  uint64_t write_seen;         /* the client last took output (or output began to wait) */
+  uint64_t sent_direct;        /* bytes ever written by uv_try_write */
+  uint64_t queued_total;       /* bytes ever handed to uv_write */
+  uint64_t taken_mark;         /* bytes the client had taken at the last check */
   struct sockaddr_storage *peer; /* lazily filled */
 };
 
@@ -109,9 +135,13 @@ int fra_server_sockname(fra_server *s, int i, char *host, size_t hostlen, int *p
 int fra_server_run_nowait(fra_server *s);
 /** Milliseconds until the next timer, -1 for none, 0 for "run again now". */
 int fra_server_timeout(fra_server *s);
-/** Graceful drain: stop accepting, close idle connections.  on_drained fires when none is left
- * (possibly before this returns). */
+/** Graceful drain: stop accepting; every connection's next response says Connection: close,
+ * and a connection idle (no request under way) for fra_server_drain_idle_ms() is closed.
+ * on_drained fires when none is left (possibly before this returns). */
 void fra_server_shutdown(fra_server *s);
+/** How long a connection may stay idle once the server drains: min(keep-alive timeout,
+ * FRA_DRAIN_IDLE_MS). */
+uint64_t fra_server_drain_idle_ms(const fra_server *s);
 /** Closes every connection and listener now. */
 void fra_server_close_all(fra_server *s);
 /** Final teardown after close_all: runs the loop until handles are closed, frees memory. */
@@ -130,17 +160,27 @@ static inline uv_buf_t fra_buf(const char *base, size_t len) {
 
 /* ---- connection, for the bridge ---- */
 
-/** Queues bytes for the client; copies what the socket did not take at once.
+/** Queues bytes for the client; copies what the socket did not take at once.  The first
+ * bytes of a final response (not a 1xx) mark the response as begun (no 408 after that).
  * Returns 0 or a negative UV error (the connection is then being closed). */
 int fra_conn_write(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs);
+/** Asked when a response head is framed: 1 if the connection may stay open after it, 0 if
+ * the head must say Connection: close.  0 while the server drains; 0 when the request body is
+ * still arriving and cannot be dropped after the response (chunked, more than
+ * FRA_DISCARD_MAX bytes left, or Expect: 100-continue with no 100 sent: continue_sent=0).
+ * The answer stands for fra_conn_finish: a response that kept the connection has the rest of
+ * its request body read and dropped (RFC 9112 9.6). */
+int fra_conn_may_keep_alive(fra_conn *c, int continue_sent);
 /** Bytes queued in libuv and not yet written. */
 size_t fra_conn_queued(fra_conn *c);
 /** Asks for on_drain once the write queue falls below the low watermark. */
 void fra_conn_want_drain(fra_conn *c);
 /** The app consumed body bytes: resume reading if it had stopped for backpressure. */
 void fra_conn_body_consumed(fra_conn *c);
-/** The response is complete.  keep_alive=0 closes after the queued bytes are written.
- * status/bytes go to the access log.  The bridge must drop its exchange before calling. */
+/** The response is complete.  keep_alive=0 closes after the queued bytes are written;
+ * keep_alive=1 (as fra_conn_may_keep_alive allowed) serves the next request, after dropping
+ * the rest of an unfinished body.  status/bytes go to the access log.  The bridge must drop
+ * its exchange before calling. */
 void fra_conn_finish(fra_conn *c, int keep_alive, int status, uint64_t bytes);
 /** Closes the connection now, dropping queued output (response failed midway). */
 void fra_conn_abort(fra_conn *c);
@@ -153,6 +193,16 @@ int fra_conn_local(fra_conn *c, char *ip, size_t iplen, int *port);
 #define FRA_WRITE_LOW (64 * 1024)
 #define FRA_BODY_HIGH (256 * 1024)
 #define FRA_PEND_MAX (64 * 1024)
+/** Most request body bytes still to come that are read and dropped after an early response
+ * (a 404 on an upload) to keep the connection; more, and the response says Connection: close. */
+#define FRA_DISCARD_MAX (1024 * 1024)
+/** Longest a connection may stay idle once the server drains (shorter keep-alive wins). */
+#define FRA_DRAIN_IDLE_MS 1000
+/** Default --timeout-body and --timeout-write in seconds (nginx's client_body_timeout and
+ * send_timeout), and the longest timeout accepted (a year; exported as _core.TIMEOUT_MAX). */
+#define FRA_TIMEOUT_BODY_S 60.0
+#define FRA_TIMEOUT_WRITE_S 60.0
+#define FRA_TIMEOUT_MAX_S 31536000
 
 /** Releases a request the bridge owned (dispatched requests belong to the exchange once the
  * connection is gone). */
@@ -164,31 +214,67 @@ typedef struct fra_pool {
   uv_cond_t cv;
   void **jobs;
   size_t head, count, cap;
-  uv_thread_t *threads;
   int nthreads, stop, idle;
   int refs;                    /* threads still running + the owner; the last one frees */
 } fra_pool;
 
-/** Starts n threads running main(arg).  Returns 0 or a negative UV error. */
+/** Starts n detached threads running main(arg) on a pool allocated with malloc (zeroed here).
+ * Returns 0 or a negative UV error; on error the threads already started are running and the
+ * owner still stops and releases the pool. */
 int fra_pool_start(fra_pool *p, int n, void (*main)(void *), void *arg);
-/** Queues a job (loop thread).  Returns 0 or UV_ENOMEM. */
+/** Queues a job (loop thread).  Returns 0, UV_ENOMEM, or UV_ECANCELED once stopped. */
 int fra_pool_push(fra_pool *p, void *job);
 /** Blocks until a job is queued (pool thread, without the GIL); NULL when stopping. */
 void *fra_pool_take(fra_pool *p);
-/** The owner lets go (pool allocated with malloc): threads are asked to stop, waited for up
- * to wait_ms (call without the GIL: they need it to leave), then detached; the pool is freed
- * by whichever of them, or the owner, is last. */
-void fra_pool_stop(fra_pool *p, uint64_t wait_ms);
+/** The owner stops the pool: no job is taken after this, and each job queued but never taken
+ * is handed to drop(job, arg) on the calling thread (the owner, with what the job holds
+ * released there: for WSGI, with the GIL), in queue order.  Idempotent. */
+void fra_pool_stop(fra_pool *p, void (*drop)(void *job, void *arg), void *arg);
+/** The owner lets go after fra_pool_stop: waits up to wait_ms for the threads to leave (call
+ * without the GIL: they need it on the way out), then leaves the rest running; the pool is
+ * freed by whichever of them, or the owner, is last. */
+void fra_pool_release(fra_pool *p, uint64_t wait_ms);
 /** A pool thread leaving its loop (after fra_pool_take returned NULL) lets go of the pool. */
 void fra_pool_thread_exit(fra_pool *p);
 
-enum { FRA_T_NONE, FRA_T_HEADER, FRA_T_KEEPALIVE, FRA_T_LINGER };
+/* ---- fault injection (core/fault.c) ----
+ * Named points where a test can make an operation fail as if memory ran out.  Compiled in
+ * only with -DFRA_FAULT_INJECTION (the C tests, and FRA_DEBUG / FRA_SANITIZE builds of the
+ * extension); otherwise fra_fault() is the constant 0.  The plan is read from the environment
+ * variable FRA_FAULTS the first time a point is reached, or set with fra_fault_set:
+ *   FRA_FAULTS="accept_alloc:2"        the 2nd call at point accept_alloc fails
+ *   FRA_FAULTS="accept_alloc:2-4,x:1"  calls 2 to 4 at accept_alloc fail, and the 1st at x
+ * Points: accept_alloc (core/conn.c: the connection struct of an accepted socket). */
+#ifdef FRA_FAULT_INJECTION
+/** 1 if this call at point `name` is to fail, else 0.  Thread-safe. */
+int fra_fault(const char *name);
+/** Replaces the plan (spec as FRA_FAULTS; NULL or "" = none) and resets the call counts.
+ * Returns 0, or -1 if spec is malformed (the plan is then empty). */
+int fra_fault_set(const char *spec);
+#else
+#define fra_fault(name) 0
+#endif
+
+enum { FRA_T_NONE, FRA_T_HEADER, FRA_T_KEEPALIVE, FRA_T_DRAIN, FRA_T_LINGER };
 #define FRA_LINGER_MS 2000
 
-/* ---- internal to core/ ---- */
+/* ---- internal to core/ (and its tests) ---- */
 void fra__conn_accept(uv_stream_t *listener, int status);
 void fra__conn_process_pending(fra_server *s);
 void fra__conn_close(fra_conn *c);
+/** The server starts draining: an idle connection (no request under way) is closed once idle
+ * for the drain period; its next request, if one comes, is answered with Connection: close. */
+void fra__conn_drain(fra_conn *c);
+/** Our code started or changed a libuv watcher: libuv registers it with epoll only at its next
+ * poll, so the loop pass must be followed by another (see fra_server_run_nowait). */
+static inline void fra__loop_touched(fra_server *s) { s->loop_touched = 1; }
+/** Serves an already connected stream socket (a socketpair end in the fuzz drivers and unit
+ * tests) as if it had been accepted.  Returns the connection or NULL (fd left open). */
+fra_conn *fra__conn_open_fd(fra_server *s, int fd);
+/** Hands bytes to the connection exactly as a read of them would (into the buffer its alloc
+ * callback gives, then its read callback), for the fuzz drivers and unit tests.  Returns how
+ * many were taken (a read is at most one buffer); 0 when the connection is not reading. */
+size_t fra__conn_deliver(fra_conn *c, const char *data, size_t len);
 /* accesslog.c */
 int fra__access_log_init(fra_server *s);
 void fra__access_log(fra_server *s, fra_conn *c, int status, uint64_t bytes);

@@ -17,18 +17,18 @@ typedef struct fra_limits {
 
 /** One header field: offsets into fra_req.buf. */
 typedef struct fra_hdr {
-  uint32_t name_off, name_len, value_off, value_len;
+  size_t name_off, name_len, value_off, value_len;
 } fra_hdr;
 
 /** One parsed request.  Header bytes are copied into `buf` so they survive the read buffer;
  * the body is queued in `body` until the app consumes it. */
 typedef struct fra_req {
   char *buf;                  /* method, target, header names and values */
-  uint32_t len, cap;
-  uint32_t method_off, method_len, url_off, url_len;
+  size_t len, cap;
+  size_t method_off, method_len, url_off, url_len;
   fra_hdr *hdrs;
-  uint32_t nhdrs, hdrcap;
-  uint32_t hdr_bytes;         /* counted against limits.header_size */
+  size_t nhdrs, hdrcap;
+  uint64_t hdr_bytes;         /* counted against limits.header_size */
   uint8_t http_major, http_minor;
   uint8_t method;             /* llhttp_method_t */
   uint8_t keep_alive;         /* llhttp_should_keep_alive at headers complete */
@@ -42,6 +42,7 @@ typedef struct fra_req {
   uint8_t last_chunk;         /* the zero-size chunk of a chunked body was seen */
   uint8_t chunked;            /* Transfer-Encoding: chunked */
   uint8_t retained;           /* kept by the bridge past the response (it releases it) */
+  uint8_t discard;            /* answered early: the rest of the body is parsed and dropped */
   uint64_t content_length;    /* from the header, when has_body and not chunked */
   uint64_t body_total;        /* body bytes received so far */
   char *body;                 /* unconsumed body bytes: body[body_off .. body_len) */
@@ -62,7 +63,7 @@ typedef struct fra_parser {
   const fra_limits *limits;
   int error_status;           /* set by a callback that rejected the request */
   const char *error_reason;
-  uint32_t line_bytes;        /* method + target bytes so far */
+  uint64_t line_bytes;        /* method + target bytes so far */
   /* The framing scanner (parser.c) re-checks every consumed byte against RFC 9112's grammar
    * where llhttp 8 is looser: line endings, request-line shape, field-name bytes, chunk lines. */
   uint8_t scan;               /* scanner state */
@@ -72,7 +73,6 @@ typedef struct fra_parser {
   uint8_t trailer_len, trailer_in_value;
   void *owner;
   fra_req *(*new_req)(void *owner);   /* supplies a fresh request at message begin */
-  int (*on_body)(void *owner, fra_req *req, const char *at, size_t len); /* 0 or -1 */
 } fra_parser;
 
 /** Sets up a parser for requests. */
