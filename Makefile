@@ -50,8 +50,8 @@ test: build $(VENV)/.stamp-test
 	$(MAKE) fuzz FUZZ_RUNS=30000
 	$(PY) -m pytest $(TESTS) -q $(PYTEST_ARGS)
 
-test-c:
-	@$(MAKE) -s -C tests/c run
+test-c: $(VENV)/.stamp-venv
+	@$(MAKE) -s -C tests/c run PYTHON=$(CURDIR)/$(PY)
 
 # libFuzzer targets (ASan + UBSan) for the parser glue, chunked framing and response helpers,
 # each run for FUZZ_SECONDS after replaying fuzz/regressions/; with FUZZ_RUNS, a fixed number
@@ -70,7 +70,7 @@ test-asan: $(VENV)/.stamp-test
 	cp -r flask_restful_async build/asan/
 	rm -f build/asan/flask_restful_async/_core*.so
 	FRA_SANITIZE=1 $(PY) setup.py -q build_ext --build-lib build/asan --build-temp build/asan-obj
-	$(MAKE) -s -C tests/c run SANITIZE=1
+	$(MAKE) -s -C tests/c run SANITIZE=1 PYTHON=$(CURDIR)/$(PY)
 	PYTHONPATH=$(CURDIR)/build/asan LD_PRELOAD="$(ASAN_LIBS)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 FRA_SANITIZED=1 \

@@ -33,6 +33,17 @@ static void wakeup_cb(uv_async_t *a) {
   if (s->hooks.on_wakeup) s->hooks.on_wakeup(s);
 }
 
+/* Undoes what fra_server_init did before failing with rc: the handles it opened are closed,
+ * the loop (its epoll fd) too, so a failed init leaves nothing behind. */
+static int init_failed(fra_server *s, int rc, int wakeup_open) {
+  if (wakeup_open) uv_close((uv_handle_t *)&s->wakeup, NULL);
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&s->loop);
+  free(s->rbuf);
+  s->rbuf = NULL;
+  return rc;
+}
+
 int fra_server_init(fra_server *s, const fra_config *cfg, const fra_hooks *hooks, void *data) {
   memset(s, 0, sizeof *s);
   int rc = uv_loop_init(&s->loop);
@@ -42,12 +53,13 @@ int fra_server_init(fra_server *s, const fra_config *cfg, const fra_hooks *hooks
   s->hooks = *hooks;
   s->data = data;
   s->rbuf_size = RBUF_SIZE;
-  s->rbuf = malloc(RBUF_SIZE);
-  if (!s->rbuf) return UV_ENOMEM;
-  if ((rc = uv_async_init(&s->loop, &s->wakeup, wakeup_cb))) return rc;
+  s->rbuf = fra_fault("server_init") ? NULL : malloc(RBUF_SIZE);
+  if (!s->rbuf) return init_failed(s, UV_ENOMEM, 0);
+  if ((rc = uv_async_init(&s->loop, &s->wakeup, wakeup_cb))) return init_failed(s, rc, 0);
   s->wakeup.data = s;
   fra__loop_touched(s);
-  return fra__access_log_init(s);
+  if ((rc = fra__access_log_init(s))) return init_failed(s, rc, 1);
+  return 0;
 }
 
 static int add_listener(fra_server *s, uv_stream_t **out, int tcp) {

@@ -9,6 +9,10 @@
 /* ---- lifetime ---- */
 
 ExchangeObject *fra_exchange_new(ServerObject *so, fra_conn *c) {
+  if (fra_fault("exchange_alloc")) {
+    PyErr_NoMemory();
+    return NULL;
+  }
   ExchangeObject *ex = PyObject_GC_New(ExchangeObject, so->st->ExchangeType);
   if (!ex) return NULL;
   memset((char *)ex + sizeof(PyObject), 0, offsetof(ExchangeObject, inline_head) - sizeof(PyObject));

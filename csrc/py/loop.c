@@ -32,6 +32,7 @@ static void rearm(ServerObject *so) {
   if (so->timer_handle && so->timer_due <= due) return;
   if (so->timer_handle) {
     PyObject *r = PyObject_CallMethodNoArgs(so->timer_handle, so->st->s_cancel);
+    if (!r) PyErr_WriteUnraisable(so->timer_handle); /* no exception may stay set */
     Py_XDECREF(r);
     Py_CLEAR(so->timer_handle);
   }

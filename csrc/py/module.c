@@ -145,6 +145,11 @@ static int module_exec(PyObject *m) {
   st->none_ready = fra_ready_new(st, Py_None);
   if (!st->none_ready) return -1;
   if (fra_request_init(st) < 0) return -1;
+#ifdef FRA_FAULT_INJECTION
+  if (PyModule_AddIntConstant(m, "FAULT_INJECTION", 1) < 0) return -1;
+#else
+  if (PyModule_AddIntConstant(m, "FAULT_INJECTION", 0) < 0) return -1;
+#endif
   return 0;
 }
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
+from flask_restful_async import __version__
 from flask_restful_async.server.config import (EXIT_OK, EXIT_USAGE, PROG, ConfigError,
                                                parse_args, print_error)
 from flask_restful_async.server.logs import setup_logging
 
+try:
+    from flask_restful_async import _core
+except ImportError:  # not built: --version and --help still answer
+    _core = None
+
 
 def versions() -> str:
     """The package version, plus the C core's when it is built."""
-    from flask_restful_async import __version__
-    try:
-        from flask_restful_async import _core
-    except ImportError:
+    if _core is None:
         return f"{PROG} {__version__} (C core not built)"
     return f"{PROG} {__version__} ({_core.version()})"
 
@@ -30,6 +33,7 @@ def run_cli(argv: Optional[Sequence[str]] = None) -> int:
         print(versions())
         return EXIT_OK
     setup_logging(config.log_level)
+    # (imported here, not above: both need the C core, which --version and --help do not)
     if config.supervised:
         from flask_restful_async.server import supervisor
         return supervisor.run(config)

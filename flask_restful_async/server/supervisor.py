@@ -17,6 +17,7 @@ from typing import Optional
 
 from flask_restful_async.server.config import EXIT_FAILURE, EXIT_OK, Config
 from flask_restful_async.server.logs import logger
+from flask_restful_async.server import worker
 from flask_restful_async.server.worker import format_address, remove_stale_unix_socket
 
 HANDLED_SIGNALS = (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
@@ -203,7 +204,6 @@ class Supervisor:
             for fd in [ready_r, self._wake_r, self._wake_w] + [w.ready_fd for w in self.workers]:
                 if fd >= 0:
                     os.close(fd)
-            from flask_restful_async.server import worker
             code = worker.run(self.config, listen_fd=self.sock.fileno(), ready_fd=ready_w)
         except KeyboardInterrupt:
             code = EXIT_OK

@@ -244,7 +244,9 @@ void fra_pool_thread_exit(fra_pool *p);
  * variable FRA_FAULTS the first time a point is reached, or set with fra_fault_set:
  *   FRA_FAULTS="accept_alloc:2"        the 2nd call at point accept_alloc fails
  *   FRA_FAULTS="accept_alloc:2-4,x:1"  calls 2 to 4 at accept_alloc fail, and the 1st at x
- * Points: accept_alloc (core/conn.c: the connection struct of an accepted socket). */
+ * Points: accept_alloc (core/conn.c: the connection struct of an accepted socket),
+ * server_init (core/server.c: the read buffer of a new server), exchange_alloc (py/exchange.c:
+ * the exchange object of a dispatched request). */
 #ifdef FRA_FAULT_INJECTION
 /** 1 if this call at point `name` is to fail, else 0.  Thread-safe. */
 int fra_fault(const char *name);
