@@ -25,6 +25,7 @@ SCENARIOS = {
     "hello": (None, None, "/", 10),
     "api-io10": ("api_app:app", "auto", "/io10", 300),
     "api-item": ("api_app:app", "auto", "/items/3?verbose=2", 10),
+    "api-sync": ("api_app:app", "auto", "/sync/3?verbose=2", 10),
 }
 
 
