@@ -28,6 +28,8 @@ class Server:
         on_error: Optional[Callable[[str, BaseException], None]] = None,
             # called (on the loop thread or a WSGI thread, GIL held) to log an exception from the
             # app with its traceback; message says which request it came from
+        log_fd: int = 2,                      # where the C core writes its own warnings (dropped
+                                              # access log lines) as "[pid] WARNING ..."; -1 = none
     ) -> None: ...
 
     # Listening: call one or more before start().  backlog is passed to listen(2).

@@ -31,10 +31,10 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
   static char *kwlist[] = {"app", "loop", "interface", "threads", "limit_request_line",
                            "limit_header_size", "limit_header_count", "limit_body_size",
                            "limit_concurrency", "timeout_header", "timeout_keep_alive",
-                           "access_log_fd", "server_header", "root_path", "state", "on_error", NULL};
+                           "access_log_fd", "server_header", "root_path", "state", "on_error", "log_fd", NULL};
   PyObject *app, *loop, *server_header = NULL, *root_path = NULL, *state = Py_None, *on_error = Py_None;
   const char *interface = "asgi";
-  int threads = 16, access_log_fd = -1;
+  int threads = 16, access_log_fd = -1, log_fd = 2;
   unsigned int lrl = 8190, lhs = 32768, lhc = 100, lconc = 0;
   unsigned long long lbody = 0;
   double th = 10.0, tka = 5.0;
@@ -42,9 +42,9 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
     PyErr_SetString(PyExc_RuntimeError, "Server.__init__ called twice");
     return -1;
   }
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$siIIIKIddiOOOO", kwlist, &app, &loop, &interface,
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$siIIIKIddiOOOOi", kwlist, &app, &loop, &interface,
                                    &threads, &lrl, &lhs, &lhc, &lbody, &lconc, &th, &tka, &access_log_fd,
-                                   &server_header, &root_path, &state, &on_error))
+                                   &server_header, &root_path, &state, &on_error, &log_fd))
     return -1;
   if (strcmp(interface, "asgi") == 0) so->interface = FRA_IF_ASGI;
   else if (strcmp(interface, "native") == 0) {
@@ -77,6 +77,7 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
   cfg.timeout_header_ms = (uint64_t)(th * 1000);
   cfg.timeout_keep_alive_ms = (uint64_t)(tka * 1000);
   cfg.access_log_fd = access_log_fd;
+  cfg.log_fd = log_fd < 0 ? -1 : log_fd;
   const char *sh = "flask-restful-async";
   Py_ssize_t shl = (Py_ssize_t)strlen(sh);
   if (server_header == Py_None) {

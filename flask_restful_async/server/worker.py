@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
+import logging
 import os
 import signal
 import socket
@@ -166,7 +167,9 @@ class Worker:
             limit_concurrency=cfg.limit_concurrency, timeout_header=cfg.timeout_header,
             timeout_keep_alive=cfg.timeout_keep_alive,
             access_log_fd=1 if cfg.access_log else -1, root_path=cfg.root_path, state=state,
-            on_error=log_app_error)
+            on_error=log_app_error,
+            # the core's own warnings (access log lines dropped) honour --log-level too
+            log_fd=2 if logger.isEnabledFor(logging.WARNING) else -1)
         try:
             self._listen()
         except OSError as exc:
