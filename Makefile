@@ -52,6 +52,7 @@ test: build $(VENV)/.stamp-test
 
 test-c:
 	@$(MAKE) -s -C tests/c run
+	@$(MAKE) -s -C tests/c run SANITIZE=thread
 
 # libFuzzer targets (ASan + UBSan) for the parser glue, chunked framing and response helpers,
 # each run for FUZZ_SECONDS after replaying fuzz/regressions/; with FUZZ_RUNS, a fixed number
