@@ -113,6 +113,16 @@ static uint64_t write_batch(struct fra_access_log *a, const alog_batch *b) {
   return count_lines(b->data + off, b->len - off);
 }
 
+/* Reports the dropped lines (mu held; released while writing to the server log). */
+static void report_dropped(struct fra_access_log *a, uint64_t *last_report) {
+  uint64_t n = a->dropped;
+  a->dropped = 0;
+  uv_mutex_unlock(&a->mu);
+  report(a->warn_fd, "dropped", n);
+  *last_report = uv_hrtime();
+  uv_mutex_lock(&a->mu);
+}
+
 static void *writer_main(void *arg) {
   struct fra_access_log *a = arg;
   uint64_t last_report = 0;
@@ -120,20 +130,13 @@ static void *writer_main(void *arg) {
   uv_mutex_lock(&a->mu);
   for (;;) {
     if (a->abandoned) break; /* the owner gave up at exit and counted what is left */
-    /* Drops are reported when the writer has caught up or a batch got through, at most once
-     * a second, so a reader that stays slow does not flood the server log. */
-    if (a->dropped && (!a->qhead || !reported || uv_hrtime() - last_report >= ALOG_REPORT_EVERY_NS)) {
-      uint64_t n = a->dropped;
-      a->dropped = 0;
-      uv_mutex_unlock(&a->mu);
-      report(a->warn_fd, "dropped", n);
-      last_report = uv_hrtime();
-      reported = 1;
-      uv_mutex_lock(&a->mu);
-      continue;
-    }
-    if (!a->qhead && a->stop) break;
     if (!a->qhead) {
+      if (a->dropped) {      /* caught up: whatever was dropped is reported now */
+        report_dropped(a, &last_report);
+        reported = 1;
+        continue;
+      }
+      if (a->stop) break;
       a->writer_waiting = 1;
       uv_cond_wait(&a->work, &a->mu);
       a->writer_waiting = 0;
@@ -149,6 +152,12 @@ static void *writer_main(void *arg) {
     a->dropped += lost;
     b->next = a->free;
     a->free = b;
+    /* A batch got through: the log moves again, so drops are reported now, though at most
+     * once a second while the reader keeps falling behind, not once per batch. */
+    if (a->dropped && !a->abandoned && (!reported || uv_hrtime() - last_report >= ALOG_REPORT_EVERY_NS)) {
+      report_dropped(a, &last_report);
+      reported = 1;
+    }
   }
   a->done = 1;
   uv_cond_signal(&a->idle);
