@@ -300,6 +300,48 @@ static void test_oversize_target(void) {
   free(warn.buf);
 }
 
+/* The hand-written line is byte for byte the common log format snprintf wrote before. */
+static void test_line_format(void) {
+  sink out, warn;
+  sink_open(&out, 0);
+  sink_open(&warn, 0);
+  sink_start(&out);
+  sink_start(&warn);
+  fra_server *s = server(out.wfd, warn.wfd);
+  static fake f;
+  struct { int status, major, minor; uint64_t bytes; } cases[] = {
+      {200, 1, 1, 0}, {404, 1, 0, 17}, {500, 1, 1, 18446744073709551615ull}, {101, 1, 1, 1234567890},
+      {-1, 1, 1, 5}, {2147483647, 2, 0, 10}, {-2147483647 - 1, 0, 9, 100}};
+  int n = (int)(sizeof cases / sizeof cases[0]);
+  for (int i = 0; i < n; i++) {
+    fake_req(&f, i, 20 + (size_t)i);
+    f.r.http_major = (uint8_t)cases[i].major;
+    f.r.http_minor = (uint8_t)cases[i].minor;
+    fra__access_log(s, &f.c, cases[i].status, cases[i].bytes);
+  }
+  destroy(s);
+  sink_finish(&out);
+  sink_finish(&warn);
+  /* each line against snprintf's, with the time the line itself carries */
+  char *p = out.buf, *end = out.buf + out.len;
+  for (int i = 0; i < n; i++) {
+    char *nl = p < end ? memchr(p, '\n', (size_t)(end - p)) : NULL;
+    char *t0 = p < end ? memchr(p, '[', (size_t)(end - p)) : NULL, *t1 = t0 ? memchr(t0, ']', (size_t)(end - t0)) : NULL;
+    CHECK(nl && t0 && t1 && t1 < nl, "line %d present", i);
+    if (!nl || !t0 || !t1 || t1 > nl) break;
+    char want[256];
+    fake_req(&f, i, 20 + (size_t)i);
+    int wl = snprintf(want, sizeof want, "- - - %.*s \"GET %.*s HTTP/%d.%d\" %d %llu\n", (int)(t1 + 1 - t0), t0,
+                      (int)f.r.url_len, f.buf + 3, cases[i].major, cases[i].minor, cases[i].status,
+                      (unsigned long long)cases[i].bytes);
+    CHECK((long)wl == nl + 1 - p && memcmp(p, want, (size_t)wl) == 0, "line %d: %.*s, want %s", i, (int)(nl - p), p, want);
+    p = nl + 1;
+  }
+  CHECK(p == end, "no more lines");
+  free(out.buf);
+  free(warn.buf);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   alarm(120); /* a log that blocks its caller would hang here: fail instead (SIGALRM kills) */
@@ -307,6 +349,7 @@ int main(void) {
   test_stalled_then_read();
   test_stalled_at_exit();
   test_oversize_target();
+  test_line_format();
   printf("test_accesslog: %d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }
