@@ -52,6 +52,7 @@ test: build $(VENV)/.stamp-test
 
 test-c: $(VENV)/.stamp-venv
 	@$(MAKE) -s -C tests/c run PYTHON=$(CURDIR)/$(PY)
+	@$(MAKE) -s -C tests/c run-tsan
 
 # libFuzzer targets (ASan + UBSan) for the parser glue, chunked framing and response helpers,
 # each run for FUZZ_SECONDS after replaying fuzz/regressions/; with FUZZ_RUNS, a fixed number

@@ -51,6 +51,8 @@ class Server:
             # called (on the loop thread or a pool thread, GIL held) to log an exception from the
             # app with its traceback; message says which request it came from
         multiprocess: bool = False,           # the environ's wsgi.multiprocess (--workers > 1)
+        log_fd: int = 2,                      # where the C core writes its own warnings (dropped
+                                              # access log lines) as "[pid] WARNING ..."; -1 = none
     ) -> None: ...
 
     # Listening: call one or more before start().  backlog is passed to listen(2).

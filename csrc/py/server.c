@@ -68,11 +68,11 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
                            "limit_concurrency", "timeout_header", "timeout_keep_alive",
                            "timeout_body", "timeout_write",
                            "access_log_fd", "server_header", "root_path", "state", "on_error",
-                           "multiprocess", NULL};
+                           "multiprocess", "log_fd", NULL};
   PyObject *app, *loop, *server_header = NULL, *root_path = NULL, *state = Py_None, *on_error = Py_None;
   PyObject *o_threads = NULL, *o_lrl = NULL, *o_lhs = NULL, *o_lhc = NULL, *o_lbody = NULL, *o_lconc = NULL;
   const char *interface = "asgi";
-  int access_log_fd = -1, multiprocess = 0;
+  int access_log_fd = -1, multiprocess = 0, log_fd = 2;
   uint64_t threads = 16, lrl = 8190, lhs = 32768, lhc = 100, lbody = 0, lconc = 0;
   double th = 10.0, tka = 5.0, tbody = FRA_TIMEOUT_BODY_S, twrite = FRA_TIMEOUT_WRITE_S;
   uint64_t th_ms, tka_ms, tbody_ms, twrite_ms;
@@ -80,10 +80,10 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
     PyErr_SetString(PyExc_RuntimeError, "Server.__init__ called twice");
     return -1;
   }
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$sOOOOOOddddiOOOOp", kwlist, &app, &loop, &interface,
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$sOOOOOOddddiOOOOpi", kwlist, &app, &loop, &interface,
                                    &o_threads, &o_lrl, &o_lhs, &o_lhc, &o_lbody, &o_lconc, &th, &tka,
                                    &tbody, &twrite, &access_log_fd, &server_header, &root_path, &state,
-                                   &on_error, &multiprocess))
+                                   &on_error, &multiprocess, &log_fd))
     return -1;
   if (strcmp(interface, "asgi") == 0) so->interface = FRA_IF_ASGI;
   else if (strcmp(interface, "native") == 0) {
@@ -117,6 +117,7 @@ static int srv_init(ServerObject *so, PyObject *args, PyObject *kw) {
   cfg.timeout_body_ms = tbody_ms;
   cfg.timeout_write_ms = twrite_ms;
   cfg.access_log_fd = access_log_fd;
+  cfg.log_fd = log_fd < 0 ? -1 : log_fd;
   const char *sh = "flask-restful-async";
   Py_ssize_t shl = (Py_ssize_t)strlen(sh);
   if (server_header == Py_None) {

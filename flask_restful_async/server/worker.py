@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
+import logging
 import os
 import signal
 import socket
@@ -162,7 +163,9 @@ class Worker:
             timeout_keep_alive=cfg.timeout_keep_alive, timeout_body=cfg.timeout_body,
             timeout_write=cfg.timeout_write,
             access_log_fd=1 if cfg.access_log else -1, root_path=cfg.root_path, state=state,
-            on_error=log_app_error, multiprocess=cfg.workers > 1)
+            on_error=log_app_error, multiprocess=cfg.workers > 1,
+            # the core's own warnings (access log lines dropped) honour --log-level too
+            log_fd=2 if logger.isEnabledFor(logging.WARNING) else -1)
         # Every request's context is copied from this one at start(): run_async finds the
         # loop there, run_sync the server's thread pool.
         server_loop.set(loop)

@@ -120,6 +120,7 @@ static fra_config config(void) {
   cfg.timeout_body_ms = 5000;
   cfg.timeout_write_ms = 5000;
   cfg.access_log_fd = -1;
+  cfg.log_fd = -1;
   return cfg;
 }
 

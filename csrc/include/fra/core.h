@@ -36,6 +36,7 @@ typedef struct fra_config {
   uint64_t timeout_body_ms;    /* no body bytes for this long while they are awaited: 408, close */
   uint64_t timeout_write_ms;   /* queued output not taken by the client for this long: close */
   int access_log_fd;           /* -1 = off */
+  int log_fd;                  /* the server log (stderr) for the core's own warnings, -1 = none */
   char server_header[128];     /* "Server: name\r\n" or "" */
   size_t server_header_len;
 } fra_config;
@@ -60,12 +61,12 @@ struct fra_server {
   int nlisteners;
   int listener_is_tcp[FRA_LISTEN_MAX];
   uv_async_t wakeup;           /* cross-thread posts */
-  uv_timer_t log_timer;        /* flushes the access log a second after its first line */
+  uv_timer_t log_timer;        /* hands the access log's batch to its writer a second after its first line */
   fra_conn *conns;             /* open connections (doubly linked through prev/next) */
   fra_conn *pending;           /* connections with pipelined bytes to parse (singly linked) */
   char *rbuf;                  /* shared read buffer: data parsed straight from it */
   size_t rbuf_size;
-  char *logbuf; size_t loglen, logcap;
+  struct fra_access_log *alog; /* accesslog.c: batches and their writer thread; NULL when off */
   uint64_t nconns, nrequests, nactive;
   int shutting_down, closed, in_run;
   int loop_touched;            /* a watcher was started or changed since the last uv_run */
@@ -280,8 +281,7 @@ size_t fra__conn_deliver(fra_conn *c, const char *data, size_t len);
 /* accesslog.c */
 int fra__access_log_init(fra_server *s);
 void fra__access_log(fra_server *s, fra_conn *c, int status, uint64_t bytes);
-void fra__access_log_flush(fra_server *s);
-void fra__access_log_close(fra_server *s);   /* flush, close the timer (before the loop's last run) */
-void fra__access_log_free(fra_server *s);    /* after the loop is closed */
+void fra__access_log_close(fra_server *s);   /* hand off the batch, close the timer (before the loop's last run) */
+void fra__access_log_free(fra_server *s);    /* after the loop is closed: waits up to 2 s for the writer */
 
 #endif
