@@ -156,7 +156,7 @@ class AsgiApp:
             environ[ROUTE_KEY] = route
             await self._run_in_thread(functools.partial(serve_sync, app), environ, send)
             return
-        ctx = LazyRequestContext(app, route, body, scope=scope, request=request)
+        ctx = LazyRequestContext(app, route, method, body, scope=scope, request=request)
         result = await self._run_on_loop(handle_request(app, ctx, route, method),
                                          route.endpoint, receive)
         if result is _GONE:

@@ -2,6 +2,7 @@
 made before it is used: no environ, werkzeug Request, URL adapter, session or `g` until user
 code asks for them.  The route is already matched (routing.Router)."""
 import sys
+from contextvars import Token
 from typing import Any, Callable, Dict, List, Optional
 
 from flask import Flask
@@ -63,14 +64,14 @@ class LazyRequestContext(RequestContext):
 
     flashes = None
     _session = None
-    _entered: Any = None  # (request token, previous request ctx, app ctx made here, app token)
+    _entered: Any = None  # (request token, app ctx made here or None, app token or None)
 
-    def __init__(self, app: Flask, route: Route, body: bytes, *, exchange: Any = None,
-                 scope: Optional[Dict[str, Any]] = None, environ: Optional[Dict[str, Any]] = None,
-                 request: Any = None) -> None:
-        """The request comes from one of: `exchange` (our server, on the loop: the whole
-        `body` already read), `scope` (another ASGI server; `body` read), `environ` (a pool
-        thread: its wsgi.input reads the body), `request` (already made)."""
+    def __init__(self, app: Flask, route: Route, method: str, body: bytes, *,
+                 exchange: Any = None, scope: Optional[Dict[str, Any]] = None,
+                 environ: Optional[Dict[str, Any]] = None, request: Any = None) -> None:
+        """The request (its `method` known) comes from one of: `exchange` (our server, on the
+        loop: the whole `body` already read), `scope` (another ASGI server; `body` read),
+        `environ` (a pool thread: its wsgi.input reads the body), `request` (already made)."""
         # (RequestContext.__init__ is not called: it builds what this class defers)
         self.app = app
         self.route = route
@@ -84,14 +85,7 @@ class LazyRequestContext(RequestContext):
             request.view_args = self.view_args
             self.request = request
         #: the request's method (reqparse asks for it before any request object exists)
-        if exchange is not None:
-            self.method = exchange.method
-        elif scope is not None:
-            self.method = scope["method"]
-        elif environ is not None:
-            self.method = environ["REQUEST_METHOD"]
-        else:
-            self.method = request.method
+        self.method = method
 
     # -- what is made on first use ----------------------------------------------------------
 
@@ -222,34 +216,32 @@ class LazyRequestContext(RequestContext):
         """Make this the current request context (and the app context, unless this app's is
         current).  Entered again while entered (stream_with_context does it), it only counts
         one level more: the context is torn down when the last level leaves."""
-        entered = self._entered
-        if entered is not None:
+        if self._entered is not None:
             self._nested.append(_cv_request.set(self))
             return
-        previous = _cv_request.get(None)
         app_ctx = _cv_app.get(None)
         if app_ctx is not None and app_ctx.app is self.app:
-            self._entered = (_cv_request.set(self), previous, None, None)
+            self._entered = (_cv_request.set(self), None, None)
             return
         app = self.app
         if plan.plain_app_ctx and not appcontext_pushed.receivers:
             app_ctx = LazyAppContext(app)
-            self._entered = (_cv_request.set(self), previous, app_ctx, _cv_app.set(app_ctx))
+            self._entered = (_cv_request.set(self), app_ctx, _cv_app.set(app_ctx))
             return
         app_ctx = LazyAppContext(app) if type(app).app_context is Flask.app_context \
             else app.app_context()
         app_ctx.push()
-        self._entered = (_cv_request.set(self), previous, app_ctx, None)
+        self._entered = (_cv_request.set(self), app_ctx, None)
 
     def leave(self, plan: Plan, exc: Optional[BaseException]) -> None:
         """Undo one `enter`: the last level runs the teardown (teardown_request functions,
         request_tearing_down receivers), closes the request and pops the app context."""
         nested = self.__dict__.get("_nested")
         if nested:
-            _reset(_cv_request, nested.pop(), self)
+            _reset(_cv_request, nested.pop())
             return
         app = self.app
-        token, previous, app_ctx, app_token = self._entered
+        token, app_ctx, app_token = self._entered
         self._entered = None
         request = None
         try:
@@ -259,13 +251,19 @@ class LazyRequestContext(RequestContext):
             if request is not None:
                 request.close()
         finally:
-            _reset(_cv_request, token, previous)
+            try:
+                _cv_request.reset(token)
+            except ValueError:  # left from another context (see _reset)
+                _reset(_cv_request, token)
             if request is not None:
                 request.environ["werkzeug.request"] = None
             if app_ctx is not None:
                 if app_token is not None and not (appcontext_popped.receivers
                                                   or appcontext_tearing_down.receivers):
-                    _reset(_cv_app, app_token, None)
+                    try:
+                        _cv_app.reset(app_token)
+                    except ValueError:
+                        _reset(_cv_app, app_token)
                 else:
                     if app_token is not None:
                         app_ctx._cv_tokens.append(app_token)
@@ -282,10 +280,10 @@ class LazyRequestContext(RequestContext):
         self.leave(self.route.plan, exc)
 
 
-def _reset(var: Any, token: Any, previous: Any) -> None:
+def _reset(var: Any, token: Any) -> None:
     """`var.reset(token)`; from another context (a response body iterated in a pool thread
     leaves a context entered on the loop) the value before is set back instead."""
     try:
         var.reset(token)
     except ValueError:
-        var.set(previous)
+        var.set(None if token.old_value is Token.MISSING else token.old_value)

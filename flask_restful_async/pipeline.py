@@ -111,8 +111,9 @@ def serve_sync(app: Flask, environ: Dict[str, Any], start_response: Callable[...
     in a pool thread: the pipeline above with the resource called directly, where Flask's
     wsgi_app would have made the whole request first.  The route is in environ[ROUTE_KEY]."""
     route: Route = environ.pop(ROUTE_KEY)
-    ctx = LazyRequestContext(app, route, b"", environ=environ)
-    coro = handle_request(app, ctx, route, environ["REQUEST_METHOD"])
+    method = environ["REQUEST_METHOD"]
+    ctx = LazyRequestContext(app, route, method, b"", environ=environ)
+    coro = handle_request(app, ctx, route, method)
     try:
         yielded = coro.send(None)
     except StopIteration as stop:

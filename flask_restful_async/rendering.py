@@ -55,7 +55,12 @@ def render_direct(api: Any, app: Any, method: str, data: Any, code: Any,
         settings.setdefault("indent", 4)
         settings.setdefault("sort_keys", False)
     elif not settings:
-        return code, json_dumps_default(data) + "\n"
+        if _encode_default is not None:
+            try:
+                return code, "".join(_encode_default(data, 0)) + "\n"
+            except Exception:
+                pass
+        return code, dumps(data) + "\n"
     return code, dumps(data, **settings) + "\n"
 
 

@@ -1,8 +1,9 @@
 """Resource (sync, as in flask-restful) and AsyncResource (`async def get` ...)."""
 import asyncio
 import inspect
+from types import CoroutineType
 from collections.abc import Mapping
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, ClassVar, Dict, List, Optional, Tuple, Union
 
 from flask import request
 from flask.views import MethodView
@@ -99,9 +100,21 @@ class AsyncResource(Resource):
         """The coroutine behind `dispatch_request`, with this class's own timeout."""
         return await self._dispatch(args, kwargs, self.timeout)
 
-    async def _dispatch(self, args: Tuple[Any, ...], kwargs: Dict[str, Any],
-                        timeout: Optional[float], method: Optional[str] = None) -> Any:
+    def _dispatch(self, args: Tuple[Any, ...], kwargs: Dict[str, Any],
+                  timeout: Optional[float], method: Optional[str] = None) -> Awaitable[Any]:
+        """An awaitable of the result of the method for `method` (default: the request's),
+        represented, within `timeout` seconds when set.  With no deadline and no
+        representations it is the method's own coroutine: awaiting it costs no frame here."""
         meth = self._method(method)
+        if timeout or self.representations:
+            return self._run(meth, args, kwargs, timeout)
+        resp = meth(*args, **kwargs)
+        if type(resp) is CoroutineType or inspect.isawaitable(resp):
+            return resp
+        return _value(resp)  # a plain method on an AsyncResource
+
+    async def _run(self, meth: Callable[..., Any], args: Tuple[Any, ...],
+                   kwargs: Dict[str, Any], timeout: Optional[float]) -> Any:
         if not timeout:
             resp = meth(*args, **kwargs)
             if inspect.isawaitable(resp):
@@ -118,3 +131,8 @@ class AsyncResource(Resource):
                 raise GatewayTimeout() from None
             raise  # the method's own TimeoutError, not ours
         return self._represent(resp)
+
+
+async def _value(value: Any) -> Any:
+    """`value` as an awaitable."""
+    return value

@@ -77,16 +77,19 @@ class ServerApp:
             exchange.run_wsgi(app.wsgi_app)
             return None
         method = exchange.method
-        router = self.router
-        if router.routing is not Routing.PATH:
-            return self._route_by_request(exchange, method)
         path = exchange.path
         root_path = exchange.root_path
         if root_path and path.startswith(root_path):
             path = path[len(root_path):]
+        router = self.router
         route = router.lookup(method, path)
-        if route is None or route.kind is RouteKind.THREAD:
-            # a sync view, or no route: Flask answers (404, 405, a redirect) in the pool
+        if route is None:
+            if router.routing is not Routing.PATH:
+                return self._route_by_request(exchange, method)
+            # no route: Flask answers (404, 405, a redirect) in the pool
+            exchange.run_wsgi(app.wsgi_app)
+            return None
+        if route.kind is RouteKind.THREAD:
             exchange.run_wsgi(app.wsgi_app)
             return None
         if route.kind is RouteKind.SYNC:
@@ -98,15 +101,21 @@ class ServerApp:
         if body is None:
             return self._after_body(exchange, route, method)
         exchange.cancel_on_disconnect()
-        return self._handle(exchange, route, method, body, None)
+        ctx = LazyRequestContext(app, route, method, body, exchange=exchange)
+        coro = handle_request(app, ctx, route, method, self._answer)
+        return coro if self.watchdog is None else self._watched(coro, route)
 
     def _handle(self, exchange: Any, route: Route, method: str, body: bytes,
                 request: Any) -> Any:
-        ctx = LazyRequestContext(self.app, route, body, exchange=exchange, request=request)
+        """The request's coroutine, once its body is here (what __call__ does inline)."""
+        ctx = LazyRequestContext(self.app, route, method, body, exchange=exchange,
+                                 request=request)
         coro = handle_request(self.app, ctx, route, method, self._answer)
-        if self.watchdog is not None:
-            return drive(coro, None, self.watchdog, route.endpoint)
-        return coro
+        return coro if self.watchdog is None else self._watched(coro, route)
+
+    def _watched(self, coro: Any, route: Route) -> Any:
+        """The handler stepped under the blocked-loop watchdog."""
+        return drive(coro, None, self.watchdog, route.endpoint)
 
     async def _after_body(self, exchange: Any, route: Route, method: str) -> None:
         """A request whose body is still arriving: the handler runs once all of it is here."""

@@ -313,7 +313,7 @@ def test_light_request_hands_over_to_the_real_request(fast_app):
     native = asgi(app)
     route = native._router.lookup("GET", "/args")
     scope = _scope("GET", "/args?name=x&n=1")
-    ctx = LazyRequestContext(app, route, b"", scope=scope)
+    ctx = LazyRequestContext(app, route, "GET", b"", scope=scope)
     ctx.push()
     try:
         light = ctx.light_request()
