@@ -1,6 +1,7 @@
 """Leak check of the C extension under a request-heavy load (valgrind memcheck).
 
-Runs the real server (ASGI, WSGI, then a flask-restful Api app on the native path) under valgrind with PYTHONMALLOC=malloc, sends a mix of
+Runs the real server (ASGI, WSGI, then a flask-restful Api app on the native path: the loop,
+the pool through run_wsgi and submit) under valgrind with PYTHONMALLOC=malloc, sends a mix of
 keep-alive and pipelined requests, bodies (Content-Length and chunked), app errors, malformed
 requests and clients that vanish mid-request, stops it with SIGTERM, and fails if valgrind
 reports memory definitely or indirectly lost from a stack that passes through
@@ -50,22 +51,29 @@ def wsgi(environ, start_response):
     return [b"ok:%d" % len(body)]
 
 from flask import Flask, request
-from flask_restful_async import Api, AsyncResource
+from flask_restful_async import Api, AsyncResource, Resource
+from flask_restful_async.compat import run_sync
 
 native = Flask("leakapp")
 native_api = Api(native)
 
-class Any(AsyncResource):
+class Any(AsyncResource):                       # on the loop
     async def get(self, path=""):
         if path == "boom":
             raise RuntimeError("boom")
-        if path == "sleep":
-            await asyncio.sleep(0.001)
         return "ok:0"
 
-    async def post(self, path=""):
+class Sleep(AsyncResource):                     # on the loop, a call in the pool (submit)
+    async def get(self):
+        await asyncio.sleep(0.001)
+        return "ok:%d" % await run_sync(lambda: 0)
+
+class Post(Resource):                           # in the pool, called directly (run_wsgi)
+    def post(self):
         return "ok:%d" % len(request.get_data())
 
+native_api.add_resource(Sleep, "/sleep")
+native_api.add_resource(Post, "/p")
 native_api.add_resource(Any, "/", "/<path:path>")
 '''
 
