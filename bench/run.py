@@ -22,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import load, procs, report, runner  # noqa: E402
-from harness.scenarios import SMOKE_SERVERS, all_scenarios  # noqa: E402
+from harness.scenarios import SMOKE_SERVERS, Run, all_scenarios  # noqa: E402
+from harness.servers import baseline  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -43,6 +44,9 @@ def parse_args(argv):
     p.add_argument("--out", help="directory for <date>.json/.md (default bench/results/ for an "
                    "unfiltered full run, a temp dir otherwise)")
     p.add_argument("--list", action="store_true", help="list scenarios and servers, then exit")
+    p.add_argument("--baseline", metavar="DIR",
+                   help="also run each of our servers from DIR, another checkout of this "
+                        "repository built in place (rows <name>@base): before/after in one run")
     return p.parse_args(argv)
 
 
@@ -63,6 +67,10 @@ def select(args):
         pats = [x.strip() for x in args.servers.split(",") if x.strip()]
         for sc in scenarios:
             sc.runs = [r for r in sc.runs if _matches(r.label, pats)]
+    if args.baseline:
+        for sc in scenarios:
+            sc.runs += [Run(r.label + "@base", baseline(r.server, args.baseline), r.target)
+                        for r in sc.runs if r.server.ours]
     return [sc for sc in scenarios if sc.runs]
 
 

@@ -62,7 +62,8 @@ def start(run, sc, settings, logdir):
         logf.flush()
         try:
             proc = procs.spawn(
-                argv, cpu=SERVER_CPU, stdout=logf, env=environment(run.server), cwd=str(REPO)
+                argv, cpu=SERVER_CPU, stdout=logf, env=environment(run.server),
+                cwd=run.server.cwd or str(REPO)
             )
         except OSError as e:
             raise StartError(f"could not be executed: {e}")

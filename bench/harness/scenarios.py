@@ -306,6 +306,6 @@ def api_sync():
         [Run(ours.name, ours, "api_app:app"), Run("stock-" + stock.name, stock, "stock_api_app:app")],
         ours=ours.name, check=check_json(path, API_ITEM), path=path,
         targets=[Target(f"api sync Resource: ours vs gunicorn gthread({threads})", "ratio",
-                        ours.name, 1.5, "stock-" + stock.name)],
+                        ours.name, 3.0, "stock-" + stock.name)],
         repeat=API_REPEAT,
     )  # fmt: skip

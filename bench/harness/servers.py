@@ -35,6 +35,7 @@ class Server:
     packages: tuple = ()  # distributions whose versions the report records
     note: str = ""  # one line for the README/report: how it is configured
     env: dict = field(default_factory=dict)
+    cwd: str = ""  # where it starts (default: the repository; a baseline's own checkout)
 
     def app(self, attr):
         return f"{MODULES[self.interface]}:{attr}"
@@ -221,3 +222,16 @@ def ours_api(threads=WSGI_THREADS):
         packages=("flask-restful-async", "flask", "uvloop"),
         note=f"--interface auto (native flask-restful path) --loop uvloop --threads {threads}",
     )  # fmt: skip
+
+
+def baseline(server, root):
+    """`server` (one of ours) run from another checkout of this repository, built in place
+    (`root`, e.g. `git worktree add /tmp/base <rev> && make -C /tmp/base build`): the same
+    command line with that checkout's package and apps, named <name>@base."""
+    apps = str(Path(root) / "bench" / "apps")
+
+    def argv(target, port):
+        return [apps if a == str(APPS_DIR) else a for a in server.argv(target, port)]
+
+    return Server(f"{server.name}@base", server.interface, argv, packages=server.packages,
+                  note=f"{server.note} (from {root})", env=server.env, cwd=str(root))
