@@ -26,6 +26,7 @@ SCENARIOS = {
     "api-io10": ("api_app:app", "auto", "/io10", 300),
     "api-item": ("api_app:app", "auto", "/items/3?verbose=2", 10),
     "api-sync": ("api_app:app", "auto", "/sync/3?verbose=2", 10),
+    "download-wsgi": ("wsgi_apps:download", "wsgi", "/", 4),
 }
 
 

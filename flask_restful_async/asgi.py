@@ -25,6 +25,7 @@ from flask_restful_async.compat import worker_executor
 from flask_restful_async.lazy_context import LazyRequestContext
 from flask_restful_async.loops import server_loop
 from flask_restful_async.pipeline import ROUTE_KEY, Result, handle_request, serve_sync
+from flask_restful_async.rendering import whole_response
 from flask_restful_async.routing import Route, RouteKind, Router, Routing
 from flask_restful_async.trampolines import NOT_STARTED, drive, follow
 from flask_restful_async.watchdog import watchdog_for
@@ -211,13 +212,7 @@ class AsgiApp:
             await loop.run_in_executor(self.executor, self._stream, result, environ, send,
                                        loop, False)
             return
-        app_iter, status, headers = result.get_wsgi_response(environ)
-        try:
-            body = b"".join(app_iter)
-        finally:
-            close = getattr(app_iter, "close", None)
-            if close is not None:
-                close()
+        status, headers, body = whole_response(result, environ)
         await send(_start_message(status, headers))
         await send({"type": "http.response.body", "body": body})
 

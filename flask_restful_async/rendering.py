@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response as ResponseBase
 from flask_restful_async.representations.json import output_json
 from flask_restful_async.utils import unpack
 
-__all__ = ["JSON", "json_dumps_default", "render_direct", "shape_result"]
+__all__ = ["JSON", "json_dumps_default", "render_direct", "shape_result", "whole_response"]
 
 #: the Content-Type of a direct answer
 JSON = b"application/json"
@@ -76,3 +76,17 @@ def shape_result(api: Any, app: Any, ctx: Any, method: str,
     if direct is not None and not ctx.needs_response_object():
         return direct, None
     return None, api.make_response(data, code, headers=headers)
+
+
+def whole_response(response: Any, environ: Any) -> Tuple[str, Any, bytes]:
+    """A response object that is not streamed, as a server writes it: (WSGI status line,
+    header list, the whole body), as its WSGI call would give them for `environ` (HEAD, 304
+    and the Location rules applied)."""
+    app_iter, status, headers = response.get_wsgi_response(environ)
+    try:
+        body = b"".join(app_iter)
+    finally:
+        close = getattr(app_iter, "close", None)
+        if close is not None:
+            close()
+    return status, headers, body

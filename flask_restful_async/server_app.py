@@ -13,7 +13,7 @@ from flask_restful_async.api import Api
 from flask_restful_async.asgi import AsgiApp
 from flask_restful_async.lazy_context import LazyRequestContext
 from flask_restful_async.pipeline import ROUTE_KEY, Result, handle_request, serve_sync
-from flask_restful_async.rendering import JSON
+from flask_restful_async.rendering import JSON, whole_response
 from flask_restful_async.resources import Resource
 from flask_restful_async.routing import Route, RouteKind, Router, Routing
 from flask_restful_async.trampolines import drive
@@ -167,11 +167,4 @@ class ServerApp:
         if response.is_streamed:
             exchange.run_wsgi(response, environ)
             return
-        app_iter, status, headers = response.get_wsgi_response(environ)
-        try:
-            body = b"".join(app_iter)
-        finally:
-            close = getattr(app_iter, "close", None)
-            if close is not None:
-                close()
-        exchange.respond_wsgi(status, headers, body)
+        exchange.respond_wsgi(*whole_response(response, environ))

@@ -68,12 +68,18 @@ def test_a_dropped_body_rest_is_bounded_by_the_body_timeout(server):
     assert closed and data == b""
 
 
-def test_client_that_stops_reading_is_closed_and_the_app_sees_it(server):
-    port = server.port
+def small_window_client(port):
+    """A connected socket with a small receive buffer: what it does not read backs up fast."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.settimeout(15)
     s.connect(("127.0.0.1", port))
+    return s
+
+
+def test_client_that_stops_reading_is_closed_and_the_app_sees_it(server):
+    port = server.port
+    s = small_window_client(port)
     try:
         s.sendall(request_bytes("GET", "/stall?id=w1"))
         # it never reads: the kernel buffers fill, then the server's write queue
@@ -106,10 +112,7 @@ def test_a_slow_steady_reader_is_not_cut(server):
     """A reader taking 64 KiB every 0.1 s never goes a whole timeout without progress; it
     reads for longer than the timeout."""
     port = server.port
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.settimeout(15)
-    s.connect(("127.0.0.1", port))
+    s = small_window_client(port)
     try:
         s.sendall(request_bytes("GET", "/stall?id=w2"))
         got = 0

@@ -213,7 +213,7 @@ OPTIONS: tuple[Option, ...] = (
            "descriptor instead of binding", "N"),
     Option("workers", integer(1, 1024), "number of worker processes; above 1 a supervisor "
            "process runs them", "N"),
-    Option("threads", limit("threads", 1), "WSGI thread pool size per worker (ignored for ASGI)",
+    Option("threads", limit("threads", 1), "thread pool size per worker (WSGI apps, sync views, run_sync)",
            "N"),
     Option("backlog", integer(1, 65535), "listen(2) backlog", "N"),
     Option("interface", choice("auto", "asgi", "wsgi", "native"), "how to call the app; auto "

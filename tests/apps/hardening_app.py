@@ -17,6 +17,8 @@ import os
 import threading
 from urllib.parse import parse_qs
 
+from asgi_lifespan import lifespan  # (tests/apps/)
+
 CALLS = [0]
 STATE = {}
 LOCK = threading.Lock()
@@ -51,13 +53,7 @@ async def _reply(send, status, body, headers=()):
 
 async def asgi(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif msg["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await lifespan(receive, send)
     path, p = scope["path"], _params(scope["query_string"])
     if path == "/__calls__":
         return await _reply(send, 200, _json({"count": CALLS[0]}))

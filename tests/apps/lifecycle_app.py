@@ -19,6 +19,8 @@ import sys
 import time
 from urllib.parse import parse_qs
 
+from asgi_lifespan import lifespan  # (tests/apps/)
+
 STATE = {}
 
 
@@ -73,13 +75,7 @@ async def _stall(p, receive, send):
 
 async def asgi(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif msg["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await lifespan(receive, send)
     path, p = scope["path"], _params(scope["query_string"])
     if path == "/__state__":
         return await _reply(send, 200, json.dumps({"value": STATE.get(p.get("key"))}).encode())

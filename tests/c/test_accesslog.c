@@ -11,19 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "check.h"
 #include "fra/core.h"
-
-static int failures, checks;
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    checks++;                                              \
-    if (!(cond)) {                                         \
-      failures++;                                          \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                        \
-      fprintf(stderr, "\n");                               \
-    }                                                      \
-  } while (0)
 
 /* ---- a pipe read to EOF by a thread, on demand ---- */
 typedef struct {
@@ -117,6 +106,14 @@ static void fake_req(fake *f, int i, size_t len) {
   f->r.http_major = 1;
   f->r.http_minor = 1;
   f->c.parser.req = &f->r; /* flags 0: not TCP, so the peer is logged as "-" */
+}
+
+/* Logs lines from..to-1 (a target of `len` bytes each) as responses of status 200. */
+static void log_lines(fra_server *s, fake *f, int from, int to, size_t len) {
+  for (int i = from; i < to; i++) {
+    fake_req(f, i, len);
+    fra__access_log(s, &f->c, 200, (uint64_t)i * 3);
+  }
 }
 
 static fra_server *server(int log_fd, int warn_fd) {
@@ -221,19 +218,13 @@ static void test_stalled_then_read(void) {
   fra_server *s = server(out.wfd, warn.wfd);
   static fake f;
   int stalled = 2000, more = 50; /* 2000 lines of 6 KB: twenty times the buffer */
-  for (int i = 0; i < stalled; i++) {
-    fake_req(&f, i, 6000);
-    fra__access_log(s, &f.c, 200, (uint64_t)i * 3);
-  }
+  log_lines(s, &f, 0, stalled, 6000);
   sink_start(&out);
   long dropped = -1;
   for (int i = 0; i < 2000 && (dropped = warned(&warn, "dropped", NULL)) < 0; i++) usleep(5000);
   CHECK(dropped > 0, "a drop count was reported once the pipe was read");
   CHECK(sink_wait_lines(&out, (size_t)(stalled - dropped)), "the backlog was written");
-  for (int i = stalled; i < stalled + more; i++) {
-    fake_req(&f, i, 6000);
-    fra__access_log(s, &f.c, 200, (uint64_t)i * 3);
-  }
+  log_lines(s, &f, stalled, stalled + more, 6000);
   destroy(s);
   sink_finish(&out);
   sink_finish(&warn);
@@ -254,10 +245,7 @@ static void test_stalled_at_exit(void) {
   fra_server *s = server(out.wfd, warn.wfd);
   static fake f;
   int n = 40;
-  for (int i = 0; i < n; i++) {
-    fake_req(&f, i, 6000);
-    fra__access_log(s, &f.c, 200, (uint64_t)i * 3);
-  }
+  log_lines(s, &f, 0, n, 6000);
   destroy(s); /* the writer is stuck in write(): given up */
   sink_finish(&warn);
   long lost = warned(&warn, "not written", NULL);
@@ -288,10 +276,7 @@ static void test_oversize_target(void) {
   sink_start(&warn);
   fra_server *s = server(out.wfd, warn.wfd);
   static fake f;
-  for (int i = 0; i < 3; i++) {
-    fake_req(&f, i, 70 * 1024);
-    fra__access_log(s, &f.c, 200, (uint64_t)i * 3);
-  }
+  log_lines(s, &f, 0, 3, 70 * 1024);
   destroy(s);
   sink_finish(&out);
   sink_finish(&warn);
