@@ -128,6 +128,15 @@ static fra_server *server(int log_fd, int warn_fd) {
   return s;
 }
 
+/* A server logging to `out` (not read yet: its reader starts when the test says) and warning
+ * to `warn` (read from the start). */
+static fra_server *logging_server(sink *out, sink *warn) {
+  sink_open(out, 1);
+  sink_open(warn, 0);
+  sink_start(warn);
+  return server(out->wfd, warn->wfd);
+}
+
 static void destroy(fra_server *s) {
   fra_server_destroy(s);
   free(s);
@@ -212,10 +221,7 @@ static void test_read_normally(void) {
  * reported once, and logged + dropped is every line. */
 static void test_stalled_then_read(void) {
   sink out, warn;
-  sink_open(&out, 1);
-  sink_open(&warn, 0);
-  sink_start(&warn);
-  fra_server *s = server(out.wfd, warn.wfd);
+  fra_server *s = logging_server(&out, &warn);
   static fake f;
   int stalled = 2000, more = 50; /* 2000 lines of 6 KB: twenty times the buffer */
   log_lines(s, &f, 0, stalled, 6000);
@@ -239,10 +245,7 @@ static void test_stalled_then_read(void) {
 /* Nobody ever reads: destroy still returns (after its bounded wait) and counts what is lost. */
 static void test_stalled_at_exit(void) {
   sink out, warn;
-  sink_open(&out, 1);
-  sink_open(&warn, 0);
-  sink_start(&warn);
-  fra_server *s = server(out.wfd, warn.wfd);
+  fra_server *s = logging_server(&out, &warn);
   static fake f;
   int n = 40;
   log_lines(s, &f, 0, n, 6000);
