@@ -4,8 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 SYSPKGS     := build-essential pkg-config libuv1-dev node-llhttp
-TESTSYSPKGS := $(SYSPKGS)
-BENCHPKGS   := $(SYSPKGS) wrk util-linux valgrind
+# The tests and the bench start their own redis-server on a free port (never the machine's
+# 6379); redis-tools brings redis-cli and redis-benchmark, openssl makes the TLS test certificate.
+REDISPKGS   := redis-server redis-tools openssl
+TESTSYSPKGS := $(SYSPKGS) $(REDISPKGS)
+BENCHPKGS   := $(SYSPKGS) $(REDISPKGS) wrk util-linux valgrind
 FUZZPKGS    := clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?=

@@ -712,3 +712,89 @@ def native_server(loop_name):
     with serve("native_app:asgi_app", "--interface", "asgi", "--app-dir", NATIVE_APP_DIR,
                "--loop", loop_name) as server:
         yield server
+
+
+# --------------------------------------------------------------------------------------------
+# Redis: redis-server processes the tests start themselves on free ports (tests/_redis_server.py
+# has the class).  None depends on the machine's Redis at 6379.
+#   redis_server        session: TCP server; .host .port .url .pid, kill/stop/restart, cli(...)
+#   redis_url           function: redis_server's URL, database flushed first
+#                       (FRA_TEST_REDIS_URL=redis://... runs those tests against another Redis,
+#                       which is then not flushed)
+#   redis_tls_server    session: TLS only (rediss://), .tls_files has the CA and certificates
+#   redis_unix_server   session: Unix socket only (unix://PATH), .path
+#   make_redis_server   function: factory make_redis_server(kind="tcp"|"tls"|"unix",
+#                       password=None, tls_auth_clients="no", args=()) -> a started server,
+#                       killed at the end of the test; for tests that kill, freeze or configure
+#   fresh_redis_server  function: make_redis_server() (kill and restart it freely)
+# --------------------------------------------------------------------------------------------
+
+from _redis_server import RedisServer, make_tls_files  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_tls_files(tmp_path_factory):
+    """A test CA with a server (localhost, 127.0.0.1) and a client certificate."""
+    return make_tls_files(tmp_path_factory.mktemp("redis-tls"))
+
+
+@contextlib.contextmanager
+def _running_redis(tmp_path_factory, name, **kwargs):
+    srv = RedisServer(tmp_path_factory.mktemp(name), **kwargs).start()
+    try:
+        yield srv
+    finally:
+        srv.kill()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    with _running_redis(tmp_path_factory, "redis") as srv:
+        yield srv
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    other = os.environ.get("FRA_TEST_REDIS_URL")
+    if other:
+        return other
+    if not redis_server.alive():  # a test killed the shared server: later tests still get one
+        redis_server.start()
+    redis_server.flushall()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server(tmp_path_factory, redis_tls_files):
+    with _running_redis(tmp_path_factory, "redis-tls", kind="tls",
+                        tls_files=redis_tls_files) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def redis_unix_server(tmp_path_factory):
+    with _running_redis(tmp_path_factory, "redis-unix", kind="unix") as srv:
+        yield srv
+
+
+@pytest.fixture
+def make_redis_server(tmp_path_factory, request):
+    started = []
+
+    def make(kind: str = "tcp", password: Optional[str] = None,
+             tls_auth_clients: str = "no", args: Iterable = ()) -> RedisServer:
+        srv = RedisServer(tmp_path_factory.mktemp("redis-own"), kind=kind, password=password,
+                          tls_files=(request.getfixturevalue("redis_tls_files")
+                                     if kind == "tls" else None),
+                          tls_auth_clients=tls_auth_clients, args=list(args))
+        started.append(srv)
+        return srv.start()
+
+    yield make
+    for srv in started:
+        srv.kill()
+
+
+@pytest.fixture
+def fresh_redis_server(make_redis_server) -> RedisServer:
+    return make_redis_server()
