@@ -537,3 +537,97 @@ def test_on_our_server_the_connection_rides_its_libuv_loop(redis):
             assert client.request("GET", "/redis/lost").json() == {"lost": []}
         srv.stop()
         assert srv.proc.returncode == 0, srv.log[-3000:]
+
+
+# --------------------------------------------------------------------------------------------
+# TLS, and what is left behind
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory):
+    """A redis-server speaking TLS only, with a self-signed certificate for 127.0.0.1."""
+    from flask_restful_async._core import REDIS_TLS
+    assert REDIS_TLS, "the build has no TLS although OpenSSL's headers are a build dependency"
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "key.pem",
+                    "-out", d / "cert.pem", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen([REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+                             "--tls-cert-file", d / "cert.pem", "--tls-key-file", d / "key.pem",
+                             "--tls-ca-cert-file", d / "cert.pem", "--tls-auth-clients", "no",
+                             "--save", "", "--appendonly", "no", "--dir", d],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            break
+        assert time.monotonic() < deadline and proc.poll() is None, "TLS redis-server did not start"
+        time.sleep(0.05)
+    yield port, str(d / "cert.pem")
+    proc.kill()
+    proc.wait(10)
+
+
+def test_tls(tls_redis, run):
+    from flask_restful_async._core import RedisTLS
+    port, ca = tls_redis
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        good = RedisTLS(ca_file=ca, verify_name="127.0.0.1")
+        c = RedisConnection(loop, host="127.0.0.1", port=port, tls=good, error_factory=ReplyError)
+        await c.connect()
+        assert await asyncio.gather(*[c.execute(("ECHO", i)) for i in range(20)]) == \
+            [str(i).encode() for i in range(20)]
+        c.close()
+        for bad in (RedisTLS(), RedisTLS(ca_file=ca, verify_name="other.example")):
+            lost = []
+            c = RedisConnection(loop, host="127.0.0.1", port=port, tls=bad, error_factory=ReplyError,
+                                on_lost=lost.append)
+            with pytest.raises(ConnectionError, match="TLS"):
+                await c.connect()
+            assert not c.connected and lost == []
+        with pytest.raises(ValueError):
+            RedisTLS(ca_file=ca + ".missing")
+        with pytest.raises(TypeError):
+            RedisConnection(loop, port=port, tls={"ca": ca}, error_factory=ReplyError)
+    run(main)
+
+
+def test_nothing_left_behind(redis, run):
+    """Futures and connections are released whatever way their commands ended."""
+    import gc
+
+    async def main():
+        c = await connect(redis.port, decode="utf-8", on_message=lambda m: None)
+        await c.execute((b"SET", b"t:bad", b"\xff"))
+        for _ in range(50):
+            await c.execute(("SET", "t:k", "v"))
+            await asyncio.gather(c.execute(("GET", "t:bad")), c.execute(("NOSUCH",)),
+                                 c.execute(("LRANGE", "t:none", 0, -1)), return_exceptions=True)
+            await c.execute_many([("GET", "t:k"), ("NOSUCH",), ("GET", "t:bad")])
+            with contextlib.suppress(TimeoutError):
+                await c.execute(("DEBUG", "SLEEP", "0.002"), timeout=0.001)
+            t = asyncio.ensure_future(c.execute(("DEBUG", "SLEEP", "0.002")))
+            await asyncio.sleep(0)
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        sub = await connect(redis.port, on_message=lambda m: None)
+        await sub.execute(("SUBSCRIBE", "t:leak"))
+        await c.execute(("PUBLISH", "t:leak", "x"))
+        pending = [c.execute(("DEBUG", "SLEEP", "0.05")) for _ in range(5)]
+        c.close()
+        sub.close()
+        await asyncio.gather(*pending, return_exceptions=True)
+        del pending, t
+
+    def live(kind):
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, kind))
+
+    futures, conns = live(asyncio.Future), live(RedisConnection)
+    run(main)
+    assert live(RedisConnection) == conns
+    assert live(asyncio.Future) == futures

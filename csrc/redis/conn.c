@@ -29,13 +29,9 @@ static void fut_result(RedisConnObject *rc, PyObject *fut, PyObject *v) {
   fut_done(rc, fut, rc->st->s_set_result, v);
 }
 
+/* exc: a new reference, taken; NULL: making it failed, and that exception goes instead. */
 static void fut_error(RedisConnObject *rc, PyObject *fut, PyObject *exc) {
-  if (!exc) { /* making the exception failed: that one goes instead */
-    exc = fra_err_take();
-    if (!exc) return;
-  } else {
-    Py_INCREF(exc);
-  }
+  if (!exc && !(exc = fra_err_take())) return;
   fut_done(rc, fut, rc->st->s_set_exception, exc);
   Py_DECREF(exc);
 }
@@ -151,9 +147,12 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv) {
         fut_error(rc, c->fut, lost_error(rc, ac));
       } else {
         PyObject *o = fra__redis_reply(rc, reply, &is_error);
-        if (!o || is_error) fut_error(rc, c->fut, o); /* a conversion error is the command's */
-        else fut_result(rc, c->fut, o);
-        Py_XDECREF(o);
+        if (!o || is_error) { /* a conversion error is the command's exception too */
+          fut_error(rc, c->fut, o);
+        } else {
+          fut_result(rc, c->fut, o);
+          Py_DECREF(o);
+        }
       }
       Py_DECREF(c->fut);
     }
@@ -238,8 +237,24 @@ static void on_push(redisAsyncContext *ac, void *reply) {
   Py_DECREF(o);
 }
 
+/* The reply to the PING sent after a TLS connection's TCP connect: any reply (an error too:
+ * NOAUTH) means the handshake is done.  No reply (NULL) leaves connect() to ac_gone. */
+static void on_tls_ready(redisAsyncContext *ac, void *reply, void *priv) {
+  RedisConnObject *rc = ac->data;
+  if (!reply || rc->state != FRA_RS_CONNECTING) return;
+  PyObject *fut = rc->connect_fut;
+  rc->connect_fut = NULL;
+  rc->state = FRA_RS_CONNECTED;
+  rc->connect_due = 0;
+  if (fut) fut_result(rc, fut, Py_None);
+  Py_XDECREF(fut);
+}
+
 static void on_connect(redisAsyncContext *ac, int status) {
   RedisConnObject *rc = ac->data;
+  /* TCP is up, TLS not yet: its handshake runs with the first exchange, so connect()
+   * resolves once a PING has come back (a failed handshake fails connect(), not a command) */
+  if (status == REDIS_OK && rc->tls && redisAsyncCommand(ac, on_tls_ready, NULL, "PING") == REDIS_OK) return;
   PyObject *fut = rc->connect_fut;
   rc->connect_fut = NULL;
   if (status == REDIS_OK) {
@@ -257,8 +272,9 @@ static void on_connect(redisAsyncContext *ac, int status) {
 /* Called by hiredis only for a connection that was up: commands in flight have failed. */
 static void on_disconnect(const redisAsyncContext *ac, int status) {
   RedisConnObject *rc = ac->data;
+  int was_up = rc->state == FRA_RS_CONNECTED; /* not a TLS connection still in its handshake */
   rc->state = FRA_RS_DEAD;
-  if (rc->user_closed || !rc->on_lost) return;
+  if (rc->user_closed || !rc->on_lost || !was_up) return;
   PyObject *exc = lost_error(rc, ac);
   if (exc) {
     call_hook(rc->on_lost, exc);
@@ -286,7 +302,16 @@ static void ac_gone(void *priv) {
   if (rc->connect_fut) {
     PyObject *fut = rc->connect_fut;
     rc->connect_fut = NULL;
-    fut_error(rc, fut, lost_error(rc, ac));
+    if (rc->tls && !rc->user_closed && !rc->server_gone) {
+      /* OpenSSL's reason is in its error queue, not always in hiredis' errstr */
+      const char *why = ac && ac->c.err && ac->c.errstr[0] && strcmp(ac->c.errstr, "Success") != 0
+                            ? ac->c.errstr : "the server closed the connection (a certificate refused?)";
+      char msg[300];
+      snprintf(msg, sizeof msg, "TLS handshake failed: %s", why);
+      fut_error(rc, fut, PyObject_CallFunction(PyExc_ConnectionError, "s", msg));
+    } else {
+      fut_error(rc, fut, lost_error(rc, ac));
+    }
     Py_DECREF(fut);
   }
   while (rc->subs) {
