@@ -34,8 +34,8 @@ $(VENV)/.stamp-bench: requirements/bench.txt $(VENV)/.stamp-venv
 
 # hiredis' C sources from the PyPI sdist (scripts/fetch-hiredis.sh pins the version).
 HIREDIS := build/hiredis/src/async.c
-$(HIREDIS):
-	@scripts/fetch-hiredis.sh $(PYTHON)
+$(HIREDIS): | $(VENV)/.stamp-venv
+	@scripts/fetch-hiredis.sh $(PY)
 
 # Editable install: the extension is built in place, so edits to Python files need no reinstall.
 flask_restful_async/.built: $(CSRC) pyproject.toml $(VENV)/.stamp-venv $(HIREDIS)

@@ -2,7 +2,7 @@
 # Fetches hiredis' C sources (the hiredis 1.x copy inside the PyPI `hiredis` sdist, in its
 # vendor/hiredis/) into build/hiredis/, where setup.py compiles them into the extension.
 # Debian's libhiredis-dev is 0.14 (no RESP3).  Reused while present; never committed.
-# Usage: scripts/fetch-hiredis.sh [PYTHON]      prints nothing when the copy is already there.
+# Usage: scripts/fetch-hiredis.sh [PYTHON]   (a Python with pip; the Makefile passes the venv's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HIREDIS_SDIST_VERSION=3.5.0          # the one place the version is pinned
