@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import NATIVE_APP_DIR, H11Client, serve
+from conftest import NATIVE_APP_DIR, H11Client, RawConn, serve
 from flask_restful_async._core import RedisConnection
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -537,6 +537,29 @@ def test_on_our_server_the_connection_rides_its_libuv_loop(redis):
             assert client.request("GET", "/redis/lost").json() == {"lost": []}
         srv.stop()
         assert srv.proc.returncode == 0, srv.log[-3000:]
+
+
+def test_on_our_server_a_killed_redis_fails_what_is_in_flight():
+    r = RedisProc()
+    try:
+        with serve("redis_conn_app:app", "--app-dir", NATIVE_APP_DIR,
+                   env={"FRA_TEST_REDIS_PORT": str(r.port)}) as srv:
+            with H11Client(srv.port) as client:
+                assert client.request("GET", "/redis/info").json()["adapter"] == "uv"
+                with RawConn(srv.port) as raw:
+                    raw.send(b"GET /redis/sleep HTTP/1.1\r\nHost: t\r\n\r\n")
+                    deadline = time.monotonic() + 5
+                    while client.request("GET", "/redis/info").json()["pending"] != 1:
+                        assert time.monotonic() < deadline
+                        time.sleep(0.02)
+                    r.kill9()
+                    assert raw.read_response().json() == {"error": "ConnectionError"}
+                lost = client.request("GET", "/redis/lost").json()["lost"]
+                assert len(lost) == 1
+            srv.stop()
+            assert srv.proc.returncode == 0, srv.log[-3000:]
+    finally:
+        r.stop()
 
 
 # --------------------------------------------------------------------------------------------

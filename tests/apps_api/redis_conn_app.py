@@ -8,6 +8,7 @@ GET  /redis/burst/<n>         n INCRs of "burst" from n coroutines at once: thei
                               how many writes hiredis made for them
 GET  /redis/slow              DEBUG SLEEP 0.3 with a 0.05 s timeout, then GET "k": what each gave
 GET  /redis/lost              the on_lost calls seen so far (their messages)
+GET  /redis/sleep             DEBUG SLEEP 5: how it ended (the test kills Redis meanwhile)
 """
 import asyncio
 import os
@@ -81,6 +82,14 @@ class Slow(AsyncResource):
         return out
 
 
+class Sleep(AsyncResource):
+    async def get(self):
+        try:
+            return {"result": await (await conn()).execute(("DEBUG", "SLEEP", "5"))}
+        except Exception as exc:
+            return {"error": type(exc).__name__}
+
+
 class Lost(AsyncResource):
     async def get(self):
         return {"lost": lost}
@@ -92,3 +101,4 @@ api.add_resource(Incr, "/redis/incr/<key>")
 api.add_resource(Burst, "/redis/burst/<int:n>")
 api.add_resource(Slow, "/redis/slow")
 api.add_resource(Lost, "/redis/lost")
+api.add_resource(Sleep, "/redis/sleep")
