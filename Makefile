@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
-SYSPKGS     := build-essential pkg-config libuv1-dev node-llhttp
+SYSPKGS     := build-essential pkg-config libuv1-dev node-llhttp libssl-dev
 # The tests and the bench start their own redis-server on a free port (never the machine's
 # 6379); redis-tools brings redis-cli and redis-benchmark, openssl makes the TLS test certificate.
 REDISPKGS   := redis-server redis-tools openssl
@@ -35,8 +35,13 @@ $(VENV)/.stamp-bench: requirements/bench.txt $(VENV)/.stamp-venv
 	$(PIP) install -r requirements/bench.txt
 	touch $@
 
+# hiredis' C sources from the PyPI sdist (scripts/fetch-hiredis.sh pins the version).
+HIREDIS := build/hiredis/src/async.c
+$(HIREDIS): | $(VENV)/.stamp-venv
+	@scripts/fetch-hiredis.sh $(PY)
+
 # Editable install: the extension is built in place, so edits to Python files need no reinstall.
-flask_restful_async/.built: $(CSRC) pyproject.toml $(VENV)/.stamp-venv
+flask_restful_async/.built: $(CSRC) pyproject.toml $(VENV)/.stamp-venv $(HIREDIS)
 	@scripts/system-deps.sh $(SYSPKGS)
 	rm -f flask_restful_async/_core*.so
 	$(PIP) install --no-build-isolation --no-deps -e .
@@ -53,7 +58,7 @@ test: build $(VENV)/.stamp-test
 	$(MAKE) fuzz FUZZ_RUNS=30000
 	$(PY) -m pytest $(TESTS) -q $(PYTEST_ARGS)
 
-test-c: $(VENV)/.stamp-venv
+test-c: $(VENV)/.stamp-venv $(HIREDIS)
 	@$(MAKE) -s -C tests/c run PYTHON=$(CURDIR)/$(PY)
 	@$(MAKE) -s -C tests/c run-tsan
 
@@ -68,8 +73,8 @@ fuzz:
 # in-place build is left alone.  Python itself is not instrumented, so the runtime is preloaded
 # and leak checking is off here (CPython's own allocations at exit would drown it).
 ASAN_LIBS = $$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)
-test-asan: $(VENV)/.stamp-test
-	@scripts/system-deps.sh $(SYSPKGS)
+test-asan: $(VENV)/.stamp-test $(HIREDIS)
+	@scripts/system-deps.sh $(TESTSYSPKGS)
 	rm -rf build/asan && mkdir -p build/asan
 	cp -r flask_restful_async build/asan/
 	rm -f build/asan/flask_restful_async/_core*.so

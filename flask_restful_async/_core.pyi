@@ -169,4 +169,78 @@ class Exchange:
 class ClientDisconnected(OSError):
     """Raised by ASGI send() and Exchange.respond() once the client has gone (ASGI spec 2.4)."""
 
+# True when the build has TLS for Redis (OpenSSL's headers were there): RedisTLS can be made.
+REDIS_TLS: bool
+
+class RedisTLS:
+    """TLS settings for Redis connections (rediss://): one OpenSSL context, made once and
+    shared by every connection given it.  ValueError names what could not be loaded;
+    RuntimeError in a build without TLS.  verify=False skips certificate checks; verify_name
+    is the name or IP address the server's certificate must carry (server_name is SNI only)."""
+    def __init__(self, *, ca_file: Optional[str] = None, ca_path: Optional[str] = None,
+                 cert_file: Optional[str] = None, key_file: Optional[str] = None,
+                 server_name: Optional[str] = None, verify: bool = True,
+                 verify_name: Optional[str] = None) -> None: ...
+
+class RedisConnection:
+    """One Redis connection on hiredis' async API (csrc/redis/).  On the loop of a started
+    Server it rides that server's libuv loop (adapter "uv"); on any other asyncio loop it uses
+    add_reader/add_writer/call_later (adapter "asyncio").  It connects once; after close() or
+    a loss make a new one.  Commands appended in one loop pass go out in one write.  An open
+    connection stays alive until it is closed or lost (the loop holds it, as it holds a
+    transport)."""
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        host: Optional[str] = None,              # default "localhost" (IPv4 first)
+        port: int = 6379,
+        path: Optional[str] = None,              # a Unix socket instead of host/port
+        connect_timeout: Optional[float] = None, # seconds
+        decode: Optional[str] = None,            # bulk/status replies -> str in this encoding
+                                                 # (and str arguments sent in it; else UTF-8)
+        encoding_errors: str = "strict",
+        error_factory: Callable[[str], BaseException],  # required: error reply text -> exception
+        on_message: Optional[Callable[[list], None]] = None,
+        # every pub/sub item, RESP2 or RESP3: [b"message", channel, data],
+        # [b"pmessage", pattern, channel, data], and each (un)subscribe confirmation
+        # [b"subscribe", channel, count] (the first one also resolves the SUBSCRIBE's execute)
+        on_push: Optional[Callable[[list], None]] = None,
+        # RESP3 pushes that are not pub/sub: [b"invalidate", [keys] | None]
+        on_lost: Optional[Callable[[BaseException], None]] = None,
+        # a ConnectionError, once, when a connection that was up dropped (not for close())
+        tls: Optional[RedisTLS] = None,
+    ) -> None: ...
+    def connect(self) -> Awaitable[None]:
+        """ConnectionError (refused, unreachable, closed or TLS refused during the handshake)
+        or TimeoutError (connect_timeout).  Commands may be queued before it completes."""
+    def execute(self, args: Union[tuple, list], timeout: Optional[float] = None) -> Awaitable[Any]:
+        """One command: bytes/str/int/float/buffer arguments (str in the encoding, int in
+        decimal, float as repr(); anything else, bool included: TypeError, nothing sent).
+        Resolves with the reply: bulk/status/verbatim -> bytes (str with decode), integer and
+        big number -> int, nil -> None, array/set/push -> list, map -> dict, double -> float,
+        boolean -> bool, an error reply -> raises error_factory(text) (nested: the exception
+        object in place), a reply that fails to decode -> raises that error.  timeout
+        (seconds > 0): TimeoutError, the late reply dropped when it comes; cancelling the
+        awaiter drops it likewise.  A dropped connection fails it with ConnectionError; after
+        close() or a loss: ConnectionError at once.  SUBSCRIBE/PSUBSCRIBE resolve with their
+        first confirmation; UNSUBSCRIBE/PUNSUBSCRIBE resolve with None at once (their
+        confirmations go to on_message; with no subscription at all nothing is sent).
+        MONITOR, SSUBSCRIBE and SUNSUBSCRIBE: ValueError."""
+    def execute_many(self, commands: Union[list, tuple], timeout: Optional[float] = None) -> Awaitable[list]:
+        """Commands written back to back (nothing else comes between them: MULTI ... EXEC is
+        safe on a shared connection); one list of replies, an error reply (or a reply that
+        failed to decode) as the exception object in place.  Any bad argument: nothing sent.
+        Pub/sub commands: ValueError."""
+    def close(self) -> None:
+        """Disconnects; commands in flight fail with ConnectionError.  Idempotent."""
+    connected: bool       # read-only
+    pending: int          # read-only: commands whose replies are awaited (dropped ones too)
+    adapter: str          # read-only: "uv" or "asyncio" (before connect(): the one it would use)
+    writes: int           # read-only: writes of hiredis' output buffer so far
+    # the asyncio adapter's loop callbacks
+    def _on_readable(self) -> None: ...
+    def _on_writable(self) -> None: ...
+    def _on_timer(self) -> None: ...
+
 def version() -> str: ...                     # "flask-restful-async/<ver> libuv/<ver> llhttp/<ver>"

@@ -41,7 +41,8 @@ def test_module_names_match_the_stub():
     assert in_stub == in_module
 
 
-@pytest.mark.parametrize("cls_name", ["Server", "Exchange", "ClientDisconnected"])
+@pytest.mark.parametrize("cls_name", ["Server", "Exchange", "ClientDisconnected", "RedisConnection",
+                                      "RedisTLS"])
 def test_class_members_match_the_stub(cls_name):
     node = stub_classes()[cls_name]
     cls = getattr(_core, cls_name)

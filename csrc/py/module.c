@@ -2,6 +2,7 @@
  * hooks, heap types), error conversion.  Owns the module state.  Every function here needs the
  * GIL. */
 #include "fra/bridge.h"
+#include "fra/redis.h"
 
 fra_state *fra_state_of_type(PyTypeObject *t) {
   PyObject *m = PyType_GetModuleByDef(t, &fra_module_def);
@@ -92,6 +93,7 @@ static int module_exec(PyObject *m) {
   INTERN(s_create_future, "create_future") INTERN(s_set_result, "set_result")
   INTERN(s_set_exception, "set_exception") INTERN(s_done, "done")
   INTERN(s_add_reader, "add_reader") INTERN(s_remove_reader, "remove_reader")
+  INTERN(s_add_writer, "add_writer") INTERN(s_remove_writer, "remove_writer")
   INTERN(s_1_1, "1.1") INTERN(s_1_0, "1.0")
   INTERN(str_HTTP_1_1, "HTTP/1.1") INTERN(str_HTTP_1_0, "HTTP/1.0")
   INTERN(s_REQUEST_METHOD, "REQUEST_METHOD") INTERN(s_PATH_INFO, "PATH_INFO")
@@ -145,6 +147,7 @@ static int module_exec(PyObject *m) {
   st->none_ready = fra_ready_new(st, Py_None);
   if (!st->none_ready) return -1;
   if (fra_request_init(st) < 0) return -1;
+  if (fra_redis_module_init(m, st) < 0) return -1;
 #ifdef FRA_FAULT_INJECTION
   if (PyModule_AddIntConstant(m, "FAULT_INJECTION", 1) < 0) return -1;
 #else

@@ -2,6 +2,7 @@
  * attaches it to the asyncio loop).  Owns the fra_server core struct and the WSGI pool.  Every
  * function here needs the GIL (they run on the loop thread). */
 #include "fra/bridge.h"
+#include "fra/redis.h"
 #include <unistd.h>
 
 static fra_hooks hooks = {
@@ -259,6 +260,7 @@ static PyObject *srv_start(ServerObject *so, PyObject *unused) {
   if (!(so->base_ctx = PyContext_CopyCurrent())) return NULL;
   if (fra_loop_attach(so) < 0) return NULL;
   so->started = 1;
+  fra_redis_server_started(so);
   Py_RETURN_NONE;
 }
 
@@ -284,6 +286,7 @@ static PyObject *srv_cancel_all(ServerObject *so, PyObject *unused) {
 
 static void srv_do_close(ServerObject *so) {
   if (so->closed || !so->core_ready) return;
+  fra_redis_server_closing(so); /* their libuv handles must close before the loop does */
   fra_loop_detach(so);
   fra_ex_cancel_all(so);
   so->closed = 1;

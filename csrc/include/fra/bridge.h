@@ -31,6 +31,11 @@ typedef struct fra_state {
       *s_http_response_body, *s_asyncio_future_blocking, *s_add_done_callback, *s_result,
       *s_cancel, *s_throw, *s_close, *s_call_soon, *s_call_later, *s_create_future,
       *s_set_result, *s_set_exception, *s_done, *s_add_reader, *s_remove_reader;
+  /* csrc/redis/ */
+  PyTypeObject *RedisConnType, *RedisTLSType;
+  PyObject *redis_loops;                  /* {asyncio loop: address of the Server started on it} */
+  PyObject *redis_status_bytes[3], *redis_status_str[3]; /* OK, QUEUED, PONG */
+  PyObject *s_add_writer, *s_remove_writer;
   PyObject *s_REQUEST_METHOD, *s_PATH_INFO, *s_QUERY_STRING, *s_RAW_URI, *s_SERVER_PROTOCOL,
       *s_REMOTE_ADDR, *s_REMOTE_PORT, *s_SERVER_NAME, *s_SERVER_PORT, *s_CONTENT_LENGTH,
       *s_wsgi_input;
@@ -83,6 +88,8 @@ typedef struct ServerObject {
   struct ExchangeObject *wsgi_ready;      /* exchanges with output from pool threads */
   PyObject *calls_ready;                  /* finished submit() calls (threads.c CallObject list) */
   fra_pool *pool;
+  void *redis_conns;                      /* csrc/redis/: RedisConnections riding our libuv loop
+                                           * (borrowed; each unlinks itself) */
   int threads, interface, native, kick_scheduled, started, attached, closed, core_ready, backend_fd;
 } ServerObject;
 
