@@ -70,7 +70,7 @@ fuzz:
 # and leak checking is off here (CPython's own allocations at exit would drown it).
 ASAN_LIBS = $$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)
 test-asan: $(VENV)/.stamp-test
-	@scripts/system-deps.sh $(SYSPKGS)
+	@scripts/system-deps.sh $(TESTSYSPKGS)
 	rm -rf build/asan && mkdir -p build/asan
 	cp -r flask_restful_async build/asan/
 	rm -f build/asan/flask_restful_async/_core*.so
