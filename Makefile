@@ -8,7 +8,8 @@ SYSPKGS     := build-essential pkg-config libuv1-dev node-llhttp libssl-dev
 # 6379); redis-tools brings redis-cli and redis-benchmark, openssl makes the TLS test certificate.
 REDISPKGS   := redis-server redis-tools openssl
 TESTSYSPKGS := $(SYSPKGS) $(REDISPKGS)
-BENCHPKGS   := $(SYSPKGS) $(REDISPKGS) wrk util-linux valgrind
+SMOKEPKGS   := $(SYSPKGS) wrk util-linux valgrind
+BENCHPKGS   := $(SMOKEPKGS) $(REDISPKGS)
 FUZZPKGS    := clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?=
@@ -95,8 +96,9 @@ bench: build $(VENV)/.stamp-bench
 	@scripts/system-deps.sh $(BENCHPKGS)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
+# hello only: no Redis scenario, so no redis-server to install
 bench-smoke: build $(VENV)/.stamp-bench
-	@scripts/system-deps.sh $(BENCHPKGS)
+	@scripts/system-deps.sh $(SMOKEPKGS)
 	$(PY) bench/run.py --smoke $(BENCH_ARGS)
 
 clean:

@@ -70,7 +70,7 @@ def select(args):
     if args.baseline:
         for sc in scenarios:
             sc.runs += [Run(r.label + "@base", baseline(r.server, args.baseline), r.target)
-                        for r in sc.runs if r.server.ours]
+                        for r in sc.runs if r.server is not None and r.server.ours]
     return [sc for sc in scenarios if sc.runs]
 
 

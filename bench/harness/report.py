@@ -9,7 +9,7 @@ from . import servers
 
 PACKAGES = [
     "flask-restful-async", "uvicorn", "httptools", "uvloop", "granian", "hypercorn",
-    "gunicorn", "starlette", "flask",
+    "gunicorn", "starlette", "flask", "redis", "hiredis",
 ]  # fmt: skip
 
 
@@ -43,6 +43,14 @@ def loadavg():
         return None
 
 
+def _redis_server_version():
+    try:
+        out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
+    except OSError:
+        return "missing"
+    return out.stdout.strip().split(" sha=")[0]
+
+
 def machine():
     try:
         wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
@@ -61,6 +69,7 @@ def machine():
         "os": _os_name(),
         "python": platform.python_version(),
         "wrk": wrk.split(" Copyright")[0].strip(),
+        "redis_server": _redis_server_version(),
         "versions": versions,
         "loadavg_start": loadavg(),
     }
@@ -155,6 +164,9 @@ def _wrk_table(sc, results):
     if sc.payload_bytes:
         head.append("MiB/s")
     head += ["p99", "errors", "server CPU", "wrk CPU"]
+    with_service = any("service_cpu" in r for r in results.values())
+    if with_service:
+        head.append("redis CPU")
     if sc.ours:
         head.append(f"{sc.ours} / server")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
@@ -173,12 +185,16 @@ def _wrk_table(sc, results):
                 cells.append(_n(res.get("mib_s"), 1))
             cells += [_ms(res["p99_ms"]), _errors(res), _pct(res["server_cpu"]),
                       _pct(res.get("wrk_cpu"))]
+            if with_service:
+                cells.append(_pct(res.get("service_cpu")))
             if sc.ours:
                 cells.append(ratio)
             if res.get("error_total"):
                 notes.append(f"- {run.label}: {res['error_total']} errors in the measured run (flagged)")
-            if (res.get("wrk_cpu") or 0) >= 0.9:
-                notes.append(f"- {run.label}: wrk used {_pct(res['wrk_cpu'])} of its core; "
+            if (res.get("wrk_cpu") or 0) + (res.get("service_cpu") or 0) >= 0.9:
+                extra = (f" (and redis-server {_pct(res['service_cpu'])} beside it)"
+                         if res.get("service_cpu") is not None else "")
+                notes.append(f"- {run.label}: wrk used {_pct(res['wrk_cpu'])} of its core{extra}; "
                              "the load generator may have been the limit")
             if len(res.get("rps_all") or ()) > 1:
                 notes.append(f"- {run.label}: median of {len(res['rps_all'])} measured runs ("
@@ -236,7 +252,38 @@ def _rss_table(sc, results):
     return lines, notes
 
 
-TABLES = {"wrk": _wrk_table, "idle": _idle_table, "rss": _rss_table}
+def client_table(results, ours="ours"):
+    """The Redis client alone (bench/redis_client.py): operations per second per client."""
+    head = ["client", "GET/s", "LRANGE 0 99/s", "client CPU per GET", "redis CPU (GET)",
+            f"{ours} / client GET", f"{ours} / client LRANGE"]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    notes = []
+    mine = results.get(ours) or {}
+    for label, res in results.items():
+        if "failed" in res:
+            lines.append(f"| {label} | FAILED |" + " |" * (len(head) - 2))
+            notes.append(f"- {label}: {res['failed'].splitlines()[0]}")
+            continue
+
+        def ratio(op):
+            a, b = mine.get(f"{op}_ops"), res.get(f"{op}_ops")
+            return f"{a / b:.2f}x" if a and b else "-"
+
+        cpu = res.get("get_cpu_us")
+        lines.append(f"| {label} | {_n(res['get_ops'])} | {_n(res['lrange_ops'])} | "
+                     f"{'-' if cpu is None else f'{cpu:.1f} us'} | "
+                     f"{_pct(res.get('get_redis_cpu'))} | {ratio('get')} | {ratio('lrange')} |")
+        runs = res.get("get_all") or []
+        if len(runs) > 1:
+            notes.append(f"- {label}" + (f" ({res['module']})" if res.get("module") else "")
+                         + f": median of {len(runs)} runs (GET/s "
+                         + ", ".join(_n(x) for x in runs) + "; LRANGE/s "
+                         + ", ".join(_n(x) for x in res.get("lrange_all") or []) + ")")
+    return lines, notes
+
+
+TABLES = {"wrk": _wrk_table, "idle": _idle_table, "rss": _rss_table,
+          "client": lambda sc, results: client_table(results, sc.ours)}
 
 
 def _parallel_line(m, doc):
@@ -273,7 +320,7 @@ def markdown(doc, scenarios):
         + f"; load average (1/5/15 min) at start {m['loadavg_start']}, at end {m.get('loadavg_end')}",
         f"- Pinning: {s['pinning']}",
         _parallel_line(m, doc),
-        f"- {m['wrk']}; {s['threads']} thread(s), --latency; {s['warmup']:g} s warm-up then "
+        f"- {m['wrk']}; {m.get('redis_server') or 'redis-server missing'}; {s['threads']} thread(s), --latency; {s['warmup']:g} s warm-up then "
         f"{s['duration']:g} s measured per server"
         + (f" (median of {s['repeat']} runs)" if s.get("repeat", 1) > 1 else "") + ";"
         f" idle window {s['idle_seconds']:g} s; "

@@ -1,5 +1,6 @@
 """Executes scenarios: starts each server fresh, proves it answers, measures, stops it."""
 
+import contextlib
 import http.client
 import time
 from dataclasses import dataclass
@@ -52,22 +53,26 @@ class Started:
         return self.proc.poll() is None
 
 
-def start(run, sc, settings, logdir):
+def start(run, sc, settings, logdir, service=None):
     """Start run's server on a free port and wait (bounded) until it answers the probe."""
     port = procs.free_port()
     argv = run.server.argv(run.target, port)
+    env = environment(run.server)
+    if service is not None:
+        env.update(service.env)
     log = Path(logdir) / f"{sc.name}.{run.label}.log"
     with open(log, "wb") as logf:
         logf.write(("$ " + " ".join(argv) + "\n").encode())
         logf.flush()
         try:
             proc = procs.spawn(
-                argv, cpu=SERVER_CPU, stdout=logf, env=environment(run.server),
+                argv, cpu=SERVER_CPU, stdout=logf, env=env,
                 cwd=run.server.cwd or str(REPO)
             )
         except OSError as e:
             raise StartError(f"could not be executed: {e}")
     started = Started(proc, port, log)
+    started.service = service
     deadline = time.monotonic() + settings.start_timeout
     last = None
     while True:
@@ -102,9 +107,12 @@ def start(run, sc, settings, logdir):
 
 
 def _one_wrk(sc, srv, settings, url, common):
+    svc = srv.service
+    svc0 = svc.cpu_seconds() if svc else None
     cpu0, cores0 = procs.tree_cpu_seconds(srv.pid), procs.core_ticks()
     w = load.run_wrk(url, duration=settings.duration, **common)
     cpu1, cores1 = procs.tree_cpu_seconds(srv.pid), procs.core_ticks()
+    svc1 = svc.cpu_seconds() if svc else None
     busy = procs.core_busy(cores0, cores1)
     res = {
         "rps": w["rps"],
@@ -122,6 +130,8 @@ def _one_wrk(sc, srv, settings, url, common):
     }
     if sc.payload_bytes:
         res["mib_s"] = w["rps"] * sc.payload_bytes / (1 << 20)
+    if svc:  # the service (redis-server) shares wrk's core: its CPU per second beside wrk's
+        res["service_cpu"] = (svc1 - svc0) / (w.get("seconds") or settings.duration)
     return res
 
 
@@ -207,12 +217,29 @@ MEASURE = {"wrk": measure_wrk, "idle": measure_idle, "rss": measure_rss}
 
 
 def run_scenario(sc, settings, logdir, say=print):
+    """{run label: result}; a scenario's service (redis-server) is up for all its runs."""
+    if sc.service is None:
+        return _run_scenario(sc, settings, logdir, None, say)
+    from .redis_service import ServiceError
+
+    with contextlib.ExitStack() as stack:
+        try:
+            service = stack.enter_context(sc.service(logdir))
+        except (ServiceError, OSError) as e:
+            say(f"  {sc.name}: FAILED: {e}")
+            return {run.label: {"failed": f"service did not start: {e}"} for run in sc.runs}
+        return _run_scenario(sc, settings, logdir, service, say)
+
+
+def _run_scenario(sc, settings, logdir, service, say):
+    if sc.kind == "client":
+        return sc.measure(sc, settings, service, say)
     results = {}
     for run in sc.runs:
         say(f"  {sc.name} / {run.label} ...", end="", flush=True)
         t0 = time.monotonic()
         try:
-            srv = start(run, sc, settings, logdir)
+            srv = start(run, sc, settings, logdir, service)
         except StartError as e:
             results[run.label] = {"failed": f"did not start: {e}"}
             say(f" FAILED to start: {str(e).splitlines()[0]}")

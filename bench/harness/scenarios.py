@@ -63,7 +63,7 @@ class Scenario:
     name: str
     title: str
     description: str
-    kind: str  # "wrk" | "idle" | "rss"
+    kind: str  # "wrk" | "idle" | "rss" | "client" (measure() does it all, no server)
     runs: list
     ours: Optional[str] = None  # the run the ratio column is computed for
     check: Callable = None  # check(port): raises CheckFailed (or OSError while starting)
@@ -74,6 +74,11 @@ class Scenario:
     targets: list = field(default_factory=list)
     smoke: bool = False
     repeat: int = 1  # measured runs per server, the median reported (at least --repeat)
+    # a context manager factory service(logdir) -> object with .env (for the servers) and
+    # .cpu_seconds(): a process the runs need, e.g. redis-server, up for the whole scenario
+    service: Optional[Callable] = None
+    # kind "client": measure(sc, settings, service, say) -> {label: result}
+    measure: Optional[Callable] = None
 
 
 REGISTRY = []
@@ -308,4 +313,82 @@ def api_sync():
         targets=[Target(f"api sync Resource: ours vs gunicorn gthread({threads})", "ratio",
                         ours.name, 3.0, "stock-" + stock.name)],
         repeat=API_REPEAT,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios (issue 9): Redis from an AsyncResource, and the Redis client alone.  The bench
+# starts its own redis-server (harness/redis_service.py: free port, core 1) for each scenario.
+
+REDIS_REPEAT = 3  # median of 3, like the api-* scenarios
+
+
+def _redis_service(logdir):
+    from .redis_service import RedisService
+
+    return RedisService(logdir)
+
+
+def _redis_data():
+    from apps import redis_data
+
+    return redis_data
+
+
+@scenario
+def api_redis():
+    ours = ours_api()
+    data = _redis_data()
+    cases = (
+        ("get", "one GET", {"value": data.VALUES[0]}, 3.0),
+        ("gather10", "ten GETs with asyncio.gather", {"values": data.VALUES}, 4.0),
+    )
+    return [
+        Scenario(
+            f"api-redis-{name}", f"flask-restful + Redis: {what}",
+            f"GET /redis/{name}: an AsyncResource doing {what} of 64-byte values with our Redis "
+            "client (flask_restful_async.redis) on our server; the same resource with redis-py's "
+            "asyncio client (hiredis parser) on our server; the same endpoint in Starlette on "
+            "uvicorn with redis-py (hiredis). redis-server on core 1 beside wrk; 100 connections.",
+            "wrk",
+            [Run(ours.name, ours, "redis_app:ours_app()"),
+             Run(ours.name + "-redis-py", ours, "redis_app:redis_py_app()"),
+             Run("uvicorn-starlette-redis-py", UVICORN, "redis_app:starlette_app")],
+            ours=ours.name, check=check_json(f"/redis/{name}", expected), path=f"/redis/{name}",
+            targets=[Target(f"api redis {name}: ours vs Starlette + redis-py on uvicorn", "ratio",
+                            ours.name, need, "uvicorn-starlette-redis-py")],
+            repeat=REDIS_REPEAT, service=_redis_service,
+        )
+        for name, what, expected, need in cases
+    ]  # fmt: skip
+
+
+def _measure_redis_client(sc, settings, service, say):
+    import redis_client
+
+    return redis_client.measure(service, max(settings.repeat, sc.repeat), say,
+                                labels=[r.label for r in sc.runs])
+
+
+@scenario
+def redis_client_alone():
+    import os
+
+    ours = os.environ.get("FRA_BENCH_REDIS_CLIENT") or "flask_restful_async.redis"
+    return Scenario(
+        "redis-client", "Redis client alone (asyncio loop, no HTTP)",
+        "bench/redis_client.py: 200,000 GETs of a 64-byte value and 100,000 LRANGE 0 99 of a "
+        "100-element list, each from 100 coroutines sharing one client on the stdlib asyncio "
+        f"loop (uvloop off), in a process pinned to core 0: ours ({ours}) vs redis-py's "
+        "asyncio client with the hiredis parser; redis-benchmark -P 16 (100 connections, on "
+        "core 0 too) on the same redis-server (core 1) is the limit.",
+        "client",
+        [Run("ours", None, ours), Run("redis-py", None, "redis.asyncio"),
+         Run("redis-benchmark -P 16", None, "redis-benchmark")],
+        ours="ours",
+        targets=[Target("redis client GET: ours vs redis-py (hiredis)", "ratio", "ours", 3.0,
+                        "redis-py", metric="get_ops"),
+                 Target("redis client LRANGE 0 99: ours vs redis-py (hiredis)", "ratio", "ours",
+                        1.5, "redis-py", metric="lrange_ops")],
+        repeat=REDIS_REPEAT, service=_redis_service, measure=_measure_redis_client,
     )  # fmt: skip
