@@ -105,9 +105,18 @@ class Redis(CommandsMixin):
             if str(ssl_cert_reqs).lower() not in _SSL_CERT_REQS:
                 raise _setting("ssl_cert_reqs", ssl_cert_reqs, "expected one of none, optional,"
                                " required")
-            tls = {"ca_certs": ssl_ca_certs, "certfile": ssl_certfile, "keyfile": ssl_keyfile,
-                   "cert_reqs": str(ssl_cert_reqs).lower(), "check_hostname": ssl_check_hostname,
-                   "server_name": host}
+            from flask_restful_async import _core
+            if not _core.REDIS_TLS:
+                raise _setting("ssl", ssl, "this build has no TLS (OpenSSL's headers were missing"
+                               " when it was built): use redis:// or rebuild with libssl-dev")
+            try:
+                tls = _core.RedisTLS(
+                    ca_file=ssl_ca_certs, cert_file=ssl_certfile, key_file=ssl_keyfile,
+                    server_name=host, verify=str(ssl_cert_reqs).lower() != "none",
+                    verify_name=host if ssl_check_hostname else None)
+            except Exception as exc:  # unreadable certificate files, a half pair
+                raise ValueError("Redis TLS settings (ssl_ca_certs, ssl_certfile, ssl_keyfile):"
+                                 " %s" % exc) from None
         self.settings = ConnectionSettings(
             host=host, port=port, path=unix_socket_path, db=db, username=username,
             password=password, protocol=protocol, client_name=client_name,
@@ -157,8 +166,8 @@ class Redis(CommandsMixin):
             cache = ClientCache(self.client_cache) if self.client_cache else None
             pool = Pool(self.settings, loop, shared=self.shared_connections,
                         max_connections=self.max_connections, pool_timeout=self.pool_timeout,
-                        on_push=cache.on_push if cache else None,
-                        on_down=cache.lost if cache else None)
+                        on_push=cache.on_push if cache is not None else None,
+                        on_down=cache.lost if cache is not None else None)
             pool.cache = cache  # type: ignore[attr-defined]
             self._pools[loop] = pool
         self._last = (loop, pool)
@@ -251,6 +260,8 @@ class Redis(CommandsMixin):
             conn = await self._checked(link)
         try:
             return await conn.execute(args, self.socket_timeout)
+        except TypeError as exc:  # an argument that is not bytes, str, int or float
+            raise DataError(str(exc)) from None
         except _CONNECTION_ERRORS as exc:
             if self.retry_on_timeout and isinstance(exc, builtins.TimeoutError):
                 try:
@@ -289,6 +300,9 @@ class Redis(CommandsMixin):
             reply = await conn.execute(args)
             reusable = True
             return reply
+        except TypeError as exc:
+            reusable = True  # nothing was sent
+            raise DataError(str(exc)) from None
         except _CONNECTION_ERRORS as exc:
             raise translate(exc) from None
         except Exception:

@@ -60,6 +60,11 @@ def _scored(reply: Any, withscores: bool = False, score_cast_func: Callable[[Any
     return [(m, score_cast_func(s)) for m, s in zip(it, it)]
 
 
+def _zadd(reply: Any, as_score: bool = False, **options: Any) -> Any:
+    """ZADD ... INCR answers the new score."""
+    return float(reply) if as_score and reply is not None else reply
+
+
 def _zpop(reply: Any, **options: Any) -> Any:
     if not reply:
         return []
@@ -85,10 +90,6 @@ def _set_result(reply: Any, get: bool = False, **options: Any) -> Any:
 
 def _ping(reply: Any, **options: Any) -> Any:
     return str_if_bytes(reply) == "PONG"
-
-
-def _type(reply: Any, **options: Any) -> Any:
-    return str_if_bytes(reply)
 
 
 def _time(reply: Any, **options: Any) -> Tuple[int, int]:
@@ -182,8 +183,8 @@ RESPONSE_CALLBACKS: Dict[str, Callable[..., Any]] = {
         "CONFIG SET", "SCRIPT FLUSH", "XGROUP CREATE", "AUTH", "MIGRATE", "RESTORE",
         "READONLY", "READWRITE", "DISCARD")},
     **{cmd: _bool for cmd in (
-        "EXPIRE", "EXPIREAT", "PEXPIRE", "PEXPIREAT", "PERSIST", "HSETNX", "HEXISTS", "MOVE",
-        "MSETNX", "RENAMENX", "SISMEMBER", "SMOVE", "SETNX", "COPY")},
+        "EXPIRE", "EXPIREAT", "PEXPIRE", "PEXPIREAT", "PERSIST", "HEXISTS", "MOVE",
+        "MSETNX", "RENAMENX", "SMOVE", "SETNX", "COPY")},
     **{cmd: _as_set for cmd in ("SMEMBERS", "SDIFF", "SINTER", "SUNION")},
     **{cmd: _float_or_none for cmd in ("ZSCORE", "ZINCRBY", "INCRBYFLOAT", "HINCRBYFLOAT")},
     **{cmd: _scored for cmd in (
@@ -195,8 +196,8 @@ RESPONSE_CALLBACKS: Dict[str, Callable[..., Any]] = {
     **{cmd: _xrange for cmd in ("XRANGE", "XREVRANGE")},
     **{cmd: _xread for cmd in ("XREAD", "XREADGROUP")},
     "SET": _set_result,
+    "ZADD": _zadd,
     "PING": _ping,
-    "TYPE": _type,
     "TIME": _time,
     "SCAN": _scan,
     "SSCAN": _scan,
@@ -905,7 +906,7 @@ class CommandsMixin:
 
     def xgroup_create(self, name: KeyT, groupname: Any, id: Any = "$", mkstream: bool = False,
                       entries_read: Optional[int] = None) -> Any:
-        args: List[Any] = ["XGROUP", "CREATE", name, groupname, id]
+        args: List[Any] = ["XGROUP CREATE", name, groupname, id]
         if mkstream:
             args.append("MKSTREAM")
         if entries_read is not None:

@@ -14,7 +14,7 @@ import asyncio
 import builtins
 import collections
 import random
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
+from typing import Any, Callable, Deque, List, Optional, Sequence
 
 from flask_restful_async.redis.exceptions import (ConnectionError, RedisError,
                                                   TimeoutError, error_from_reply)
@@ -49,7 +49,7 @@ class ConnectionSettings:
     def __init__(self, *, host: str, port: int, path: Optional[str], db: int,
                  username: Optional[str], password: Optional[str], protocol: int,
                  client_name: Optional[str], connect_timeout: Optional[float],
-                 decode: Optional[str], encoding_errors: str, tls: Optional[Dict[str, Any]],
+                 decode: Optional[str], encoding_errors: str, tls: Any,
                  tracking: bool) -> None:
         self.host, self.port, self.path, self.db = host, port, path, db
         self.username, self.password, self.protocol = username, password, protocol
@@ -221,7 +221,9 @@ class Pool:
 
     @property
     def in_use(self) -> int:
-        return sum(1 for link in self.links if link.conn is not None) + self._dedicated
+        """Connections counted against max_connections: the shared ones (open or to be
+        opened on demand) and the dedicated ones."""
+        return len(self.links) + self._dedicated
 
     async def acquire(self, on_message: Optional[Callable[[list], None]] = None,
                       on_lost: Optional[Callable[[BaseException], None]] = None) -> Any:

@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from flask_restful_async.redis.commands import BLOCKING_COMMANDS, CommandsMixin
 from flask_restful_async.redis.connection import Pool, translate
-from flask_restful_async.redis.exceptions import (ExecAbortError, RedisError, ResponseError,
-                                                  WatchError)
+from flask_restful_async.redis.exceptions import (DataError, ExecAbortError, RedisError,
+                                                  ResponseError, WatchError)
 
 __all__ = ["Pipeline"]
 
@@ -87,6 +87,8 @@ class Pipeline(CommandsMixin):
         cmd, args = await client._prepare(self._pool, args, options)
         try:
             reply = await self._conn.execute(args, client.socket_timeout)
+        except TypeError as exc:
+            raise DataError(str(exc)) from None
         except _CONNECTION_ERRORS as exc:
             await self._drop_connection()
             raise translate(exc) from None
@@ -187,6 +189,9 @@ class Pipeline(CommandsMixin):
             replies = await conn.execute_many(batch, timeout)
             reusable = True
             return replies
+        except TypeError as exc:
+            reusable = True
+            raise DataError(str(exc)) from None
         except _CONNECTION_ERRORS as exc:
             raise translate(exc) from None
         finally:

@@ -174,13 +174,13 @@ class PubSub:
 
     async def unsubscribe(self, *args: Any) -> None:
         """Unsubscribe from channels (none given: from all)."""
-        if self._conn is None and self._connecting is None:
+        if not self.channels or (self._conn is None and self._connecting is None):
             self.channels.clear()
             return
         await self._command("UNSUBSCRIBE", *(self._key(c) for c in _flatten(args)))
 
     async def punsubscribe(self, *args: Any) -> None:
-        if self._conn is None and self._connecting is None:
+        if not self.patterns or (self._conn is None and self._connecting is None):
             self.patterns.clear()
             return
         await self._command("PUNSUBSCRIBE", *(self._key(p) for p in _flatten(args)))
