@@ -84,7 +84,7 @@ def test_measure_runs_every_client_and_the_limit(bench_redis, monkeypatch):
         "get": (2000, 20000, ["GET", redis_data.KEYS[0]]),
         "lrange": (500, 5000, ["LRANGE", redis_data.LIST_KEY, "0", "99"]),
     })
-    monkeypatch.setattr(redis_client, "CLIENTS", {"ours": "redis.asyncio",
+    monkeypatch.setattr(redis_client, "CLIENTS", {"ours": "flask_restful_async.redis",
                                                   "redis-py": "redis.asyncio"})
     gets = _calls(bench_redis.url, "get")
     results = redis_client.measure(bench_redis, runs=1, say=lambda *a, **k: None)
@@ -111,6 +111,7 @@ def test_measure_reports_a_client_that_cannot_run(bench_redis, monkeypatch):
     ("redis_app:redis_py_app()", "auto", {}),
     ("redis_app:starlette_app", "asgi", {}),
     ("redis_app:ours_app()", "auto", {"FRA_BENCH_REDIS_CLIENT": "redis.asyncio"}),
+    ("redis_app:ours_app()", "auto", {}),
 ])
 def test_apps_answer_what_the_probes_expect(bench_redis, target, interface, env):
     env = dict(env, BENCH_REDIS_URL=bench_redis.url)

@@ -3,81 +3,30 @@
 The asyncio adapter is tested in this process on a plain asyncio loop and on uvloop (each test
 runs its coroutine with asyncio.Runner on the loop named by the parameter); the uv adapter (our
 server's libuv loop) through a real server process whose AsyncResources use a connection
-(tests/apps_api/redis_conn_app.py).  Every test talks to a redis-server this file starts on a
-free port (and kills at the end); the failure tests start their own.
+(tests/apps_api/redis_conn_app.py).  Every test talks to a redis-server of the tests' own
+(conftest's Redis fixtures, tests/_redis_server.py); the failure tests start one each.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import tempfile
 import time
 
 import pytest
 
+from _redis_server import free_port
 from conftest import NATIVE_APP_DIR, H11Client, RawConn, serve
 from flask_restful_async._core import RedisConnection
-
-REDIS_SERVER = shutil.which("redis-server") or "redis-server"  # Debian's, installed by make test
-
 
 class ReplyError(Exception):
     """What error_factory makes of an error reply (the lead's client maps prefixes)."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisProc:
-    """One redis-server on a free port (and a Unix socket), no persistence."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="fra-redis-")
-        self.port = free_port()
-        self.unix = os.path.join(self.dir, "redis.sock")
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--unixsocket", self.unix, "--dir", self.dir,
-             "--enable-debug-command", "local", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(100).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def redis():
-    r = RedisProc()
-    yield r
-    r.stop()
+@pytest.fixture
+def redis(redis_url, redis_server):
+    """The tests' shared redis-server (conftest), its database flushed."""
+    return redis_server
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
@@ -364,7 +313,7 @@ def test_cancellation_drops_the_reply(redis, run):
 # connecting, losing, closing
 # --------------------------------------------------------------------------------------------
 
-def test_connect_refused_and_unix_socket(redis, run):
+def test_connect_refused_and_unix_socket(redis_unix_server, run):
     async def main():
         loop = asyncio.get_running_loop()
         c = RedisConnection(loop, host="127.0.0.1", port=free_port(), error_factory=ReplyError)
@@ -373,10 +322,10 @@ def test_connect_refused_and_unix_socket(redis, run):
         assert not c.connected
         with pytest.raises(ConnectionError):
             c.execute(("PING",))
-        missing = RedisConnection(loop, path=redis.unix + ".missing", error_factory=ReplyError)
+        missing = RedisConnection(loop, path=redis_unix_server.path + ".missing", error_factory=ReplyError)
         with pytest.raises(ConnectionError):
             await missing.connect()
-        u = RedisConnection(loop, path=redis.unix, error_factory=ReplyError)
+        u = RedisConnection(loop, path=redis_unix_server.path, error_factory=ReplyError)
         await u.connect()
         assert await u.execute(("PING",)) == b"PONG"
         u.close()
@@ -412,29 +361,27 @@ def test_connect_timeout(run):
                 s.close()
 
 
-def test_kill9_mid_load_fails_everything_in_flight(run):
-    r = RedisProc()
-    try:
-        async def main():
-            lost = []
-            c = await connect(r.port, on_lost=lost.append)
-            await c.execute(("SET", "t:k", "v"))
-            futs = [c.execute(("DEBUG", "SLEEP", "5"))] + [c.execute(("GET", "t:k")) for _ in range(200)]
-            await asyncio.sleep(0.2)            # written; Redis is asleep in DEBUG SLEEP
-            assert c.pending == 201
-            r.kill9()
-            results = await asyncio.gather(*futs, return_exceptions=True)
-            assert all(isinstance(x, ConnectionError) for x in results), results[:3]
-            await until(lambda: lost)
-            await asyncio.sleep(0.05)
-            assert len(lost) == 1 and isinstance(lost[0], ConnectionError)
-            assert not c.connected and c.pending == 0
-            with pytest.raises(ConnectionError):
-                c.execute(("GET", "t:k"))
-            c.close()                           # after a loss: nothing to do, no error
-        run(main)
-    finally:
-        r.stop()
+def test_kill9_mid_load_fails_everything_in_flight(fresh_redis_server, run):
+    r = fresh_redis_server
+
+    async def main():
+        lost = []
+        c = await connect(r.port, on_lost=lost.append)
+        await c.execute(("SET", "t:k", "v"))
+        futs = [c.execute(("DEBUG", "SLEEP", "5"))] + [c.execute(("GET", "t:k")) for _ in range(200)]
+        await asyncio.sleep(0.2)            # written; Redis is asleep in DEBUG SLEEP
+        assert c.pending == 201
+        r.kill()
+        results = await asyncio.gather(*futs, return_exceptions=True)
+        assert all(isinstance(x, ConnectionError) for x in results), results[:3]
+        await until(lambda: lost)
+        await asyncio.sleep(0.05)
+        assert len(lost) == 1 and isinstance(lost[0], ConnectionError)
+        assert not c.connected and c.pending == 0
+        with pytest.raises(ConnectionError):
+            c.execute(("GET", "t:k"))
+        c.close()                           # after a loss: nothing to do, no error
+    run(main)
 
 
 def test_close_with_commands_pending(redis, run):
@@ -538,62 +485,35 @@ def test_on_our_server_the_connection_rides_its_libuv_loop(redis):
         assert srv.proc.returncode == 0, srv.log[-3000:]
 
 
-def test_on_our_server_a_killed_redis_fails_what_is_in_flight():
-    r = RedisProc()
-    try:
-        with serve("redis_conn_app:app", "--app-dir", NATIVE_APP_DIR,
-                   env={"FRA_TEST_REDIS_PORT": str(r.port)}) as srv:
-            with H11Client(srv.port) as client:
-                assert client.request("GET", "/redis/info").json()["adapter"] == "uv"
-                with RawConn(srv.port) as raw:
-                    raw.send(b"GET /redis/sleep HTTP/1.1\r\nHost: t\r\n\r\n")
-                    deadline = time.monotonic() + 5
-                    while client.request("GET", "/redis/info").json()["pending"] != 1:
-                        assert time.monotonic() < deadline
-                        time.sleep(0.02)
-                    r.kill9()
-                    assert raw.read_response().json() == {"error": "ConnectionError"}
-                lost = client.request("GET", "/redis/lost").json()["lost"]
-                assert len(lost) == 1
-            srv.stop()
-            assert srv.proc.returncode == 0, srv.log[-3000:]
-    finally:
-        r.stop()
+def test_on_our_server_a_killed_redis_fails_what_is_in_flight(fresh_redis_server):
+    r = fresh_redis_server
+
+    with serve("redis_conn_app:app", "--app-dir", NATIVE_APP_DIR,
+               env={"FRA_TEST_REDIS_PORT": str(r.port)}) as srv:
+        with H11Client(srv.port) as client:
+            assert client.request("GET", "/redis/info").json()["adapter"] == "uv"
+            with RawConn(srv.port) as raw:
+                raw.send(b"GET /redis/sleep HTTP/1.1\r\nHost: t\r\n\r\n")
+                deadline = time.monotonic() + 5
+                while client.request("GET", "/redis/info").json()["pending"] != 1:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+                r.kill()
+                assert raw.read_response().json() == {"error": "ConnectionError"}
+            lost = client.request("GET", "/redis/lost").json()["lost"]
+            assert len(lost) == 1
+        srv.stop()
+        assert srv.proc.returncode == 0, srv.log[-3000:]
 
 
 # --------------------------------------------------------------------------------------------
 # TLS, and what is left behind
 # --------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tls_redis(tmp_path_factory):
-    """A redis-server speaking TLS only, with a self-signed certificate for 127.0.0.1."""
-    from flask_restful_async._core import REDIS_TLS
+def test_tls(redis_tls_server, run):
+    from flask_restful_async._core import REDIS_TLS, RedisTLS
     assert REDIS_TLS, "the build has no TLS although OpenSSL's headers are a build dependency"
-    d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "key.pem",
-                    "-out", d / "cert.pem", "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    port = free_port()
-    proc = subprocess.Popen([REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-                             "--tls-cert-file", d / "cert.pem", "--tls-key-file", d / "key.pem",
-                             "--tls-ca-cert-file", d / "cert.pem", "--tls-auth-clients", "no",
-                             "--save", "", "--appendonly", "no", "--dir", d],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 10
-    while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            break
-        assert time.monotonic() < deadline and proc.poll() is None, "TLS redis-server did not start"
-        time.sleep(0.05)
-    yield port, str(d / "cert.pem")
-    proc.kill()
-    proc.wait(10)
-
-
-def test_tls(tls_redis, run):
-    from flask_restful_async._core import RedisTLS
-    port, ca = tls_redis
+    port, ca = redis_tls_server.port, redis_tls_server.tls_files.ca_file
 
     async def main():
         loop = asyncio.get_running_loop()
