@@ -51,7 +51,8 @@ flask_restful_async/.built: $(CSRC) pyproject.toml $(VENV)/.stamp-venv $(HIREDIS
 build: flask_restful_async/.built
 
 run: build
-	$(PY) -m flask_restful_async run examples.app:app --host $(HOST) --port $(PORT)
+	@scripts/system-deps.sh $(SYSPKGS) $(REDISPKGS)
+	@scripts/run-example.sh $(PY) $(HOST) $(PORT)
 
 test: build $(VENV)/.stamp-test
 	@scripts/system-deps.sh $(TESTSYSPKGS)

@@ -4,12 +4,16 @@
     curl localhost:8000/                      # AsyncResource
     curl localhost:8000/items/1               # sync Resource (runs in the thread pool)
     curl -d name=plum localhost:8000/items    # reqparse + marshal
+    curl -X POST localhost:8000/counters/hits # a counter in Redis (REDIS_URL)
 """
 import asyncio
+import functools
+import os
 
 from flask import Flask
 
 from flask_restful_async import Api, AsyncResource, Resource, abort, fields, marshal_with, reqparse
+from flask_restful_async.redis import Redis, RedisError
 
 app = Flask(__name__)
 api = Api(app)
@@ -48,6 +52,34 @@ class ItemList(AsyncResource):
         return item, 201
 
 
+# REDIS_URL names the server (`make run` starts one when none answers); APP_NAME prefixes every
+# key, so that several apps can share one Redis.
+redis = Redis.from_url(key_prefix=os.environ.get("APP_NAME", "example") + ":",
+                       socket_connect_timeout=2, socket_timeout=5)
+
+
+def redis_or_503(method):
+    """Redis down or slow: 503 with the reason, not a 500."""
+    @functools.wraps(method)
+    async def wrapper(*args, **kwargs):
+        try:
+            return await method(*args, **kwargs)
+        except RedisError as exc:
+            abort(503, message=f"Redis is unavailable: {exc}")
+    return wrapper
+
+
+class Counter(AsyncResource):
+    method_decorators = [redis_or_503]
+
+    async def get(self, name: str):
+        return {"name": name, "value": int(await redis.get(f"counter:{name}") or 0)}
+
+    async def post(self, name: str):
+        return {"name": name, "value": await redis.incr(f"counter:{name}")}
+
+
 api.add_resource(Hello, "/")
 api.add_resource(ItemList, "/items")
 api.add_resource(Item, "/items/<int:item_id>", endpoint="item")
+api.add_resource(Counter, "/counters/<name>")

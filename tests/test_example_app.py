@@ -1,13 +1,14 @@
 """The example `make run` serves (examples/app.py) works as its docstring says."""
 from pathlib import Path
 
+from _redis_server import free_port
 from conftest import h11_get, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_example_app_resources():
-    with serve("examples.app:app", "--app-dir", str(ROOT)) as srv:
+def test_example_app_resources(redis_url):
+    with serve("examples.app:app", "--app-dir", str(ROOT), env={"REDIS_URL": redis_url}) as srv:
         r = h11_get(srv.port, "/")
         assert r.status == 200 and r.json() == {"hello": "world"}
         r = h11_get(srv.port, "/items/1")
@@ -19,3 +20,23 @@ def test_example_app_resources():
         assert r.status == 201 and r.json()["name"] == "plum"
         r = h11_get(srv.port, "/items", method="POST")
         assert r.status == 400 and "name" in r.json()["message"]
+        for expected in (1, 2):
+            r = h11_get(srv.port, "/counters/hits", method="POST")
+            assert r.status == 200 and r.json() == {"name": "hits", "value": expected}
+        r = h11_get(srv.port, "/counters/hits")
+        assert r.status == 200 and r.json() == {"name": "hits", "value": 2}
+
+
+def test_example_app_counters_in_redis_under_the_app_name(redis_url, redis_server):
+    env = {"REDIS_URL": redis_url, "APP_NAME": "shop"}
+    with serve("examples.app:app", "--app-dir", str(ROOT), env=env) as srv:
+        assert h11_get(srv.port, "/counters/visits", method="POST").json()["value"] == 1
+    assert redis_server.cli("GET", "shop:counter:visits") == "1"
+
+
+def test_example_app_without_redis_answers_503_and_keeps_serving():
+    env = {"REDIS_URL": "redis://127.0.0.1:%d/0" % free_port()}  # nothing listens there
+    with serve("examples.app:app", "--app-dir", str(ROOT), env=env) as srv:
+        r = h11_get(srv.port, "/counters/hits", method="POST")
+        assert r.status == 503 and r.json()["message"].startswith("Redis is unavailable: ")
+        assert h11_get(srv.port, "/").json() == {"hello": "world"}
