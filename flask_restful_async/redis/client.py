@@ -28,6 +28,24 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
 
 
+# a command name as given -> (its upper-case name, whether it needs more than a plain send: two
+# words to split, or a blocking command for a dedicated connection)
+_NAMES: Dict[Any, Tuple[str, bool]] = {}
+
+
+def _name(args: Sequence[Any]) -> Tuple[str, bool]:
+    if not args:
+        raise DataError("execute_command needs a command name")
+    name = args[0]
+    if not isinstance(name, (str, bytes)):
+        raise DataError("a command name is str or bytes, not %s" % type(name).__name__)
+    cmd = _text(name).upper()
+    entry = (cmd, " " in cmd or cmd in BLOCKING_COMMANDS)
+    if len(_NAMES) < 4096:  # (names come from code, but execute_command takes anything)
+        _NAMES[name] = entry
+    return entry
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
@@ -133,6 +151,9 @@ class Redis(CommandsMixin):
         self.client_cache = client_cache
         self.key_prefix = key_prefix or None
         self._prefixer = KeyPrefixer(key_prefix) if key_prefix else None
+        # anything beyond a plain send on the one shared connection takes _execute
+        self._slow = bool(key_prefix or client_cache or health_check_interval
+                          or shared_connections != 1)
         self._pools: Dict[Any, Pool] = {}
         self._last: Tuple[Any, Optional[Pool]] = (None, None)
         self._closed = False
@@ -204,11 +225,34 @@ class Redis(CommandsMixin):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         """Send one command and return its reply, shaped as redis-py shapes it."""
-        pool = self._pool()
-        if not args:
-            raise DataError("execute_command needs a command name")
-        name = args[0]
-        cmd = name.upper() if isinstance(name, str) else _text(name).upper()
+        last_loop, pool = self._last
+        if last_loop is not _get_running_loop():
+            pool = self._pool()
+        try:
+            cmd, special = _NAMES[args[0]]
+        except (KeyError, IndexError, TypeError):
+            cmd, special = _name(args)
+        if special or self._slow or options.get("blocking"):
+            return await self._execute(pool, cmd, args, options)
+        # the common case, inline: an ordinary command on the loop's one shared connection
+        conn = pool.links[0].conn  # type: ignore[union-attr]
+        if conn is None:
+            return await self._execute(pool, cmd, args, options)
+        try:
+            reply = await conn.execute(args, self.socket_timeout)
+        except TypeError as exc:  # an argument that is not bytes, str, int or float
+            raise DataError(str(exc)) from None
+        except _CONNECTION_ERRORS as exc:
+            if self.retry_on_timeout and isinstance(exc, builtins.TimeoutError):
+                return await self._execute(pool, cmd, args, options)
+            raise translate(exc) from None
+        callback = RESPONSE_CALLBACKS.get(cmd)
+        return reply if callback is None else callback(reply, **options)
+
+    async def _execute(self, pool: Pool, cmd: str, args: Sequence[Any],
+                       options: Dict[str, Any]) -> Any:
+        """Everything else: two-word names, key_prefix, blocking commands, the cache, health
+        checks, several shared connections, a connection to make."""
         if " " in cmd:
             args = (*cmd.split(), *args[1:])
         if self._prefixer is not None:
@@ -230,10 +274,7 @@ class Redis(CommandsMixin):
                        options: Mapping[str, Any]) -> Tuple[str, Sequence[Any]]:
         """The command's upper-case name and its arguments as they go out (a two-word name
         split, keys prefixed)."""
-        if not args:
-            raise DataError("execute_command needs a command name")
-        name = args[0]
-        cmd = name.upper() if isinstance(name, str) else _text(name).upper()
+        cmd, _ = _name(args)
         if " " in cmd:
             args = (*cmd.split(), *args[1:])
         if self._prefixer is not None:
