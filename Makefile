@@ -90,7 +90,7 @@ test-asan: $(VENV)/.stamp-test $(HIREDIS)
 # The server under valgrind memcheck with a request-heavy load (ASGI and WSGI); fails on memory
 # lost through the extension.  Not part of make test (it needs minutes on a slow machine).
 leakcheck: build
-	@scripts/system-deps.sh valgrind
+	@scripts/system-deps.sh valgrind $(REDISPKGS)
 	$(PY) scripts/leakcheck.py
 
 bench: build $(VENV)/.stamp-bench

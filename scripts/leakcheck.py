@@ -1,7 +1,7 @@
 """Leak check of the C extension under a request-heavy load (valgrind memcheck).
 
 Runs the real server (ASGI, WSGI, then a flask-restful Api app on the native path: the loop,
-the pool through run_wsgi and submit) under valgrind with PYTHONMALLOC=malloc, sends a mix of
+the pool through run_wsgi and submit, the Redis client against a redis-server of its own) under valgrind with PYTHONMALLOC=malloc, sends a mix of
 keep-alive and pipelined requests, bodies (Content-Length and chunked), app errors, malformed
 requests and clients that vanish mid-request, stops it with SIGTERM, and fails if valgrind
 reports memory definitely or indirectly lost from a stack that passes through
@@ -68,11 +68,32 @@ class Sleep(AsyncResource):                     # on the loop, a call in the poo
         await asyncio.sleep(0.001)
         return "ok:%d" % await run_sync(lambda: 0)
 
+import os
+from flask_restful_async.redis import Redis, ResponseError
+redis = Redis.from_url(os.environ["REDIS_URL"], socket_timeout=5)
+
+class RedisUse(AsyncResource):                  # the Redis client on the server's loop
+    async def get(self):
+        await redis.incr("n")
+        await redis.rpush("l", "x" * 100)
+        await redis.ltrim("l", 0, 9)
+        await redis.lrange("l", 0, -1)
+        await redis.set("s", "text")
+        try:
+            await redis.incr("s")                   # an error reply
+        except ResponseError:
+            pass
+        async with redis.pipeline() as p:
+            p.incr("n").get("n").hgetall("missing")
+            await p.execute()
+        return "ok:0"
+
 class Post(Resource):                           # in the pool, called directly (run_wsgi)
     def post(self):
         return "ok:%d" % len(request.get_data())
 
 native_api.add_resource(Sleep, "/sleep")
+native_api.add_resource(RedisUse, "/redis")
 native_api.add_resource(Post, "/p")
 native_api.add_resource(Any, "/", "/<path:path>")
 '''
@@ -80,6 +101,7 @@ native_api.add_resource(Any, "/", "/<path:path>")
 REQUESTS = [
     b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /redis HTTP/1.1\r\nHost: x\r\n\r\n",
     b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
     b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -147,8 +169,8 @@ def run(kind, rounds, workdir):
                     raise RuntimeError(f"{interface}: the server did not start under valgrind")
                 time.sleep(0.5)
         ok = drive(p, rounds)
-        if ok != rounds * 7:
-            raise RuntimeError(f"{interface}: {ok} of {rounds * 7} expected 200 responses")
+        if ok != rounds * 8:
+            raise RuntimeError(f"{interface}: {ok} of {rounds * 8} expected 200 responses")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=300)
@@ -163,7 +185,7 @@ def run(kind, rounds, workdir):
     print(f"{interface}: {heap.group(0) if heap else '?'}")
     summary = re.search(r"definitely lost: ([\d,]+) bytes in ([\d,]+) blocks", text)
     errors = re.search(r"ERROR SUMMARY: (\d+) errors", text)
-    print(f"{interface}: {rounds * 9} requests, {rounds} dropped connections; valgrind: "
+    print(f"{interface}: {rounds * 10} requests, {rounds} dropped connections; valgrind: "
           f"{summary.group(0) if summary else 'no leak summary'} in the whole process, "
           f"{len(ours)} loss record(s) through _core")
     for r in ours:
@@ -175,14 +197,26 @@ def run(kind, rounds, workdir):
     return len(ours)
 
 
+def start_redis(workdir):
+    """A redis-server of our own for the native app's Redis resource (tests/_redis_server.py)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from _redis_server import RedisServer
+    return RedisServer(workdir / "redis").start()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=150, help="each round: 9 requests + 1 dropped connection")
+    ap.add_argument("--rounds", type=int, default=150, help="each round: 10 requests + 1 dropped connection")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=os.environ.get("LEAKCHECK_DIR")) as d:
         workdir = Path(d)
         (workdir / "leakapp.py").write_text(APP)
-        bad = sum(run(kind, args.rounds, workdir) for kind in ("asgi", "wsgi", "native"))
+        redis = start_redis(workdir)
+        os.environ["REDIS_URL"] = "redis://127.0.0.1:%d/0" % redis.port
+        try:
+            bad = sum(run(kind, args.rounds, workdir) for kind in ("asgi", "wsgi", "native"))
+        finally:
+            redis.kill()
     print("leakcheck: " + ("clean" if not bad else f"{bad} leak(s) through the extension"))
     return 1 if bad else 0
 
