@@ -24,6 +24,7 @@ from flask_restful_async.errors import reraise_if_propagating
 from flask_restful_async.loops import run_coroutine_sync, server_loop
 from flask_restful_async.representations.json import output_json
 from flask_restful_async.resources import AsyncResource
+from flask_restful_async.streaming.responses import stream_response_of
 from flask_restful_async.utils import http_status_message, unpack
 
 __all__ = ["Api", "DEFAULT_REPRESENTATIONS"]
@@ -319,6 +320,9 @@ class Api:
         def finish(resp: Any) -> Any:
             if isinstance(resp, ResponseBase):
                 return resp
+            stream = stream_response_of(resp)
+            if stream is not None:  # an iterator of chunks: streamed, not rendered
+                return stream
             data, code, headers = unpack(resp)
             return self.make_response(data, code, headers=headers)
 

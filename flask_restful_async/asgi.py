@@ -27,6 +27,7 @@ from flask_restful_async.loops import server_loop
 from flask_restful_async.pipeline import ROUTE_KEY, Result, handle_request, serve_sync
 from flask_restful_async.rendering import whole_response
 from flask_restful_async.routing import Route, RouteKind, Router, Routing
+from flask_restful_async.streaming.responses import Output
 from flask_restful_async.trampolines import NOT_STARTED, drive, follow
 from flask_restful_async.watchdog import watchdog_for
 
@@ -117,6 +118,16 @@ class AsgiApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = self.app
+        if "wsgi_app" not in app.__dict__ and self._router.routing is Routing.PATH:
+            path = scope["path"]
+            root_path = scope.get("root_path", "")
+            if root_path and path.startswith(root_path):
+                path = path[len(root_path):]
+            route = self._router.lookup(scope["method"], path)
+            if route is not None and route.plan.streams_body:
+                await self._streaming_body(scope, receive, send, route)
+                return
         try:
             body = await _read_body(receive, self.max_body_size)
         except _TooLarge:
@@ -126,15 +137,7 @@ class AsgiApp:
             return
         if body is None:
             return  # the client left before its request was complete
-        # compat.run_sync / run_async find the loop and the pool here; each request runs in
-        # its own task, so its own context copy: no reset is needed
-        loop = asyncio.get_running_loop()
-        if server_loop.get() is not loop:
-            server_loop.set(loop)
-        executor = self.executor
-        if worker_executor.get() is not executor:
-            worker_executor.set(executor)
-        app = self.app
+        self._set_loop_vars()
         router = self._router
         method = scope["method"]
         route: Optional[Route] = None
@@ -162,21 +165,46 @@ class AsgiApp:
                                          route.endpoint, receive)
         if result is _GONE:
             return  # the client left and the handler was cancelled: nothing to send
-        await self._send_result(result, ctx, send)
+        await self._send_result(result, ctx, scope, receive, send)
+
+    def _set_loop_vars(self) -> None:
+        """compat.run_sync / run_async find the loop and the pool here; each request runs in
+        its own task, so its own context copy: no reset is needed."""
+        loop = asyncio.get_running_loop()
+        if server_loop.get() is not loop:
+            server_loop.set(loop)
+        executor = self.executor
+        if worker_executor.get() is not executor:
+            worker_executor.set(executor)
+
+    async def _streaming_body(self, scope: Scope, receive: Receive, send: Send,
+                              route: Route) -> None:
+        """A resource method that reads its body with body_chunks(): run before the body is
+        read (the body's messages are its to receive, so no disconnect watch meanwhile)."""
+        self._set_loop_vars()
+        method = scope["method"]
+        ctx = LazyRequestContext(self.app, route, method, None, scope=scope)
+        ctx.receive = receive
+        result = await self._run_on_loop(handle_request(self.app, ctx, route, method),
+                                         route.endpoint, receive, watch_disconnect=False)
+        await self._send_result(result, ctx, scope, receive, send)
 
     def _watchdog_for_app(self) -> Any:
         if self._watchdog is _UNSET:
             self._watchdog = watchdog_for(self.app)
         return self._watchdog
 
-    async def _run_on_loop(self, handler: Any, endpoint: str, receive: Receive) -> Any:
+    async def _run_on_loop(self, handler: Any, endpoint: str, receive: Receive,
+                           watch_disconnect: bool = True) -> Any:
         """Run the handler coroutine on this loop, cancelled if the client leaves: its
         result, or _GONE when the client left and the handler was cancelled."""
         watchdog = self._watchdog_for_app()
         watch = _DisconnectWatch(receive)
+        # (armed, the watch would take a body's messages that body_chunks() is to read)
+        arm = watch.arm if watch_disconnect else _nothing
         try:
             if watchdog is not None:
-                return await drive(handler, watch.arm, watchdog, endpoint, NOT_STARTED)
+                return await drive(handler, arm, watchdog, endpoint, NOT_STARTED)
             # first step here: a handler that finishes in it needs no disconnect watcher
             try:
                 yielded = handler.send(None)
@@ -184,7 +212,7 @@ class AsgiApp:
                 return stop.value
             # it suspended: watch for a disconnect, and delegate to the handler from now on
             # (no Python-level trampoline per step)
-            watch.arm()
+            arm()
             return await follow(handler, yielded)
         except asyncio.CancelledError:
             if not watch.gone:
@@ -196,7 +224,8 @@ class AsgiApp:
         finally:
             watch.disarm()
 
-    async def _send_result(self, result: Result, ctx: LazyRequestContext, send: Send) -> None:
+    async def _send_result(self, result: Result, ctx: LazyRequestContext, scope: Scope,
+                           receive: Receive, send: Send) -> None:
         if type(result) is tuple:
             status, text = result
             body = text.encode("utf-8")
@@ -204,6 +233,12 @@ class AsgiApp:
                         "headers": [(b"content-type", b"application/json"),
                                     (b"content-length", b"%d" % len(body))]})
             await send({"type": "http.response.body", "body": body})
+            return
+        if getattr(result, "serve_on_loop", False):
+            # a stream or a file: sent on the loop, stopped (its source closed) if the
+            # client leaves
+            await self._run_on_loop(result.serve(Output.for_asgi(scope, send)),
+                                    ctx.route.endpoint, receive)
             return
         environ = ctx.request.environ
         if result.is_streamed:
@@ -270,6 +305,10 @@ class AsgiApp:
         if short is not None:
             await send(short["start"])
             await send(short["body"])
+
+
+def _nothing() -> None:
+    pass
 
 
 class _DisconnectWatch:

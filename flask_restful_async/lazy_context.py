@@ -70,7 +70,8 @@ class LazyRequestContext(RequestContext):
                  exchange: Any = None, scope: Optional[Dict[str, Any]] = None,
                  environ: Optional[Dict[str, Any]] = None, request: Any = None) -> None:
         """The request (its `method` known) comes from one of: `exchange` (our server, on the
-        loop: the whole `body` already read), `scope` (another ASGI server; `body` read),
+        loop: the whole `body` already read, or None when the view reads it with
+        body_chunks()), `scope` (another ASGI server; `body` read, or None likewise),
         `environ` (a pool thread: its wsgi.input reads the body), `request` (already made)."""
         # (RequestContext.__init__ is not called: it builds what this class defers)
         self.app = app
@@ -106,8 +107,10 @@ class LazyRequestContext(RequestContext):
         exchange = self.exchange
         environ = self._environ
         if environ is None:
-            environ = exchange.environ(self.body) if exchange is not None \
-                else environ_from_scope(self.scope, self.body)
+            # (a body read with body_chunks() is not the request's data too: None -> b"")
+            body = self.body if self.body is not None else b""
+            environ = exchange.environ(body) if exchange is not None \
+                else environ_from_scope(self.scope, body)
         req = self.app.request_class(environ)
         req.json_module = self.app.json
         req.url_rule = self.route.rule

@@ -45,7 +45,7 @@ async def preprocess_request_async(app: Flask) -> Any:
 
 
 async def handle_request(app: Flask, ctx: LazyRequestContext, route: Route, method: str,
-                         answer: Optional[Callable[[Result, LazyRequestContext], None]] = None
+                         answer: Optional[Callable[[Result, LazyRequestContext], Any]] = None
                          ) -> Optional[Result]:
     """Serve the request of `ctx` (its route matched, its body read) as Flask's wsgi_app
     would, up to the response: (status, JSON text) when no Response object is needed, else
@@ -98,7 +98,9 @@ async def handle_request(app: Flask, ctx: LazyRequestContext, route: Route, meth
     result = direct if direct is not None else rv
     if answer is None:
         return result
-    answer(result, ctx)
+    sending = answer(result, ctx)
+    if sending is not None:  # a stream or a file, sent on the loop
+        await sending
     return None
 
 

@@ -6,12 +6,16 @@ from typing import Any, Optional, Tuple
 from werkzeug.wrappers import Response as ResponseBase
 
 from flask_restful_async.representations.json import output_json
+from flask_restful_async.streaming.responses import stream_response_of
 from flask_restful_async.utils import unpack
 
 __all__ = ["JSON", "json_dumps_default", "render_direct", "shape_result", "whole_response"]
 
 #: the Content-Type of a direct answer
 JSON = b"application/json"
+
+#: results that are data (rendered as JSON), never a stream
+_PLAIN = frozenset({dict, list, str, int, float, bool, type(None)})
 
 # json.dumps(data) with its default settings, without making an encoder per call: the same
 # C encoder, minus the circular-reference bookkeeping (anything it cannot encode, circular
@@ -71,6 +75,10 @@ def shape_result(api: Any, app: Any, ctx: Any, method: str,
     `needs_response_object`), else (None, the response)."""
     if isinstance(rv, ResponseBase):
         return None, rv
+    if type(rv) not in _PLAIN:
+        stream = stream_response_of(rv)
+        if stream is not None:
+            return None, stream
     data, code, headers = unpack(rv)
     direct = render_direct(api, app, method, data, code, headers)
     if direct is not None and not ctx.needs_response_object():

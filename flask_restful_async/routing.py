@@ -78,7 +78,8 @@ class Plan:
     handled a request, so these registries no longer change.  Signals can still be connected
     at any time: they are checked per request."""
 
-    __slots__ = ("preprocess", "auto_options", "teardown", "after", "plain_app_ctx", "attr")
+    __slots__ = ("preprocess", "auto_options", "teardown", "after", "plain_app_ctx", "attr",
+                 "streams_body")
 
     def __init__(self, app: Flask, route: Route, method: str) -> None:
         names = route.names
@@ -99,6 +100,15 @@ class Plan:
                               and not app.teardown_appcontext_funcs)
         #: the resource method's name (HEAD: "head", Resource._method falls back to "get")
         self.attr = method.lower()
+        #: an async resource method that reads its body with body_chunks(): started before
+        #: the body is here (streaming.body)
+        self.streams_body = False
+        if route.resource is not None and route.kind is RouteKind.DIRECT:
+            from flask_restful_async.streaming.body import reads_body_in_chunks
+            meth = getattr(route.resource, self.attr, None)
+            if meth is None and method == "HEAD":
+                meth = getattr(route.resource, "get", None)
+            self.streams_body = meth is not None and reads_body_in_chunks(meth)
 
 
 def routing_of(app: Flask) -> Routing:

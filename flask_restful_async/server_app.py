@@ -16,6 +16,7 @@ from flask_restful_async.pipeline import ROUTE_KEY, Result, handle_request, serv
 from flask_restful_async.rendering import JSON, whole_response
 from flask_restful_async.resources import Resource
 from flask_restful_async.routing import Route, RouteKind, Router, Routing
+from flask_restful_async.streaming.responses import Output
 from flask_restful_async.trampolines import drive
 from flask_restful_async.watchdog import watchdog_for
 
@@ -98,7 +99,7 @@ class ServerApp:
             exchange.run_wsgi(self._serve_sync, environ)
             return None
         body = exchange.take_body()
-        if body is None:
+        if body is None and not route.plan.streams_body:
             return self._after_body(exchange, route, method)
         exchange.cancel_on_disconnect()
         ctx = LazyRequestContext(app, route, method, body, exchange=exchange)
@@ -155,16 +156,21 @@ class ServerApp:
         exchange.cancel_on_disconnect()
         await self._handle(exchange, route, method, body, request)
 
-    def answer(self, result: Result, ctx: LazyRequestContext) -> None:
+    def answer(self, result: Result, ctx: LazyRequestContext) -> Any:
         """Write the pipeline's result to the exchange: a direct answer in one call; a
-        response object whole, or, streamed, from the thread pool (its iterator may block)."""
+        stream or a file sent on the loop (the coroutine that sends it is returned, for the
+        pipeline to await); any other response object whole, or, streamed, from the thread
+        pool (its iterator may block)."""
         exchange = ctx.exchange
         if type(result) is tuple:
             exchange.respond(result[0], JSON, result[1])
-            return
+            return None
         response: ResponseBase = result
+        if getattr(response, "serve_on_loop", False):
+            return response.serve(Output.for_exchange(exchange))
         environ = ctx.request.environ
         if response.is_streamed:
             exchange.run_wsgi(response, environ)
-            return
+            return None
         exchange.respond_wsgi(*whole_response(response, environ))
+        return None

@@ -71,6 +71,9 @@ atexit.register(_kill_leftovers)
 class ServerProcess:
     """One `python -m flask_restful_async run` process with its output captured."""
 
+    #: the log line that gives the port
+    listen_re = LISTEN_RE
+
     def __init__(self, target: str, *args: str, env: Optional[dict] = None):
         self.target = target
         self.args = [str(a) for a in args]
@@ -100,7 +103,7 @@ class ServerProcess:
             with self._cond:
                 self._lines.append(f"{tag}{line}")
                 if self.port is None and tag == "":
-                    m = LISTEN_RE.search(line)
+                    m = self.listen_re.search(line)
                     if m:
                         self.port = int(m.group(1))
                 self._cond.notify_all()
@@ -213,6 +216,28 @@ class ServerProcess:
         for t in self._readers:
             t.join(2)
         _LIVE.discard(self)
+
+
+class UvicornProcess(ServerProcess):
+    """The same, with uvicorn serving an ASGI app (`--app-dir`, as for ours, is an argument);
+    for tests that check an app behaves the same under another ASGI server."""
+
+    listen_re = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+    @property
+    def cmd(self) -> list[str]:
+        return [PYTHON, "-m", "uvicorn", self.target, "--host", HOST, "--port", "0",
+                "--log-level", "info", *self.args]
+
+
+@contextlib.contextmanager
+def serve_uvicorn(target: str, *args: str, env: Optional[dict] = None):
+    """uvicorn serving `target` for the duration of the block."""
+    srv = UvicornProcess(target, *args, env=env).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @contextlib.contextmanager

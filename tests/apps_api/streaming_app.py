@@ -1,0 +1,178 @@
+"""A flask-restful app that streams (tests/test_streaming*.py): generators, Server-Sent Events,
+files, uploads read as they arrive, a followed log.  FRA_TEST_FILES is the directory files are
+served from, FRA_TEST_LOG the file /follow follows.
+
+GET  /stream/chunks/<n>/<size>  n chunks of `size` bytes ("a", "b", ... repeated)
+GET  /stream/csv                a (generator, 200, {"Content-Type": "text/csv"}) result
+GET  /stream/sized              a generator with its Content-Length set by the resource
+GET  /stream/forever            yields a line every 10 ms until the client leaves
+GET  /stream/sync               a sync Resource returning a sync generator
+GET  /state                     what the generators recorded (closed: their finally ran)
+GET  /events                    an EventStream of ticks with ids, resuming after Last-Event-ID
+GET  /events/quiet              an EventStream that says nothing (pings only), ping=0.2
+GET  /events/broadcast          a subscription to the app's Broadcast (history 100)
+POST /events/publish            publishes the JSON body's "data" (and "id") to it
+GET  /files/<path>              send_from_directory(FRA_TEST_FILES, path); ?download=1
+GET  /file-object/<path>        send_file(an open file object); ?bytesio=1 from a BytesIO
+PUT  /upload                    reads the body with body_chunks(): size, sha256, chunks
+GET  /follow                    an EventStream of the lines appended to FRA_TEST_LOG
+"""
+import asyncio
+import hashlib
+import io
+import os
+
+from flask import Flask, request
+
+from flask_restful_async import Api, AsyncResource, Resource
+from flask_restful_async.streaming import (Broadcast, Event, EventStream, body_chunks, follow,
+                                           last_event_id, send_file, send_from_directory)
+
+app = Flask(__name__)
+api = Api(app)
+FILES = os.environ.get("FRA_TEST_FILES", "/nonexistent")
+LOG = os.environ.get("FRA_TEST_LOG", "/nonexistent/log")
+state = {"closed": 0, "started": 0, "upload_bytes": 0}
+broadcast = Broadcast(history=100)
+
+
+class Chunks(AsyncResource):
+    async def get(self, n, size):
+        async def chunks():
+            for i in range(n):
+                yield bytes([97 + i % 26]) * size
+        return chunks()
+
+
+class Csv(AsyncResource):
+    async def get(self):
+        async def rows():
+            yield "id,name\n"
+            for i in range(3):
+                yield f"{i},row{i}\n"
+        return rows(), 200, {"Content-Type": "text/csv"}
+
+
+class Sized(AsyncResource):
+    async def get(self):
+        async def parts():
+            yield b"hello "
+            yield b"world"
+        return parts(), 200, {"Content-Length": "11"}
+
+
+class Forever(AsyncResource):
+    async def get(self):
+        async def lines():
+            state["started"] += 1
+            try:
+                i = 0
+                while True:
+                    i += 1
+                    yield b"line %d\n" % i
+                    await asyncio.sleep(0.01)
+            finally:
+                state["closed"] += 1
+        return lines()
+
+
+class SyncStream(Resource):
+    def get(self):
+        def lines():
+            for i in range(5):
+                yield f"sync {i}\n"
+        return lines(), 200, {"Content-Type": "text/plain"}
+
+
+class State(AsyncResource):
+    async def get(self):
+        return state
+
+
+class Ticks(AsyncResource):
+    async def get(self):
+        start = int(last_event_id() or 0)
+        limit = int(request.args.get("limit", "0"))
+
+        async def ticks():
+            n = start
+            while not limit or n < limit:
+                n += 1
+                yield Event(data={"n": n}, id=str(n), event="tick")
+                await asyncio.sleep(float(request_delay))
+        request_delay = request.args.get("delay", "0.05")
+        return EventStream(ticks(), ping=15, retry=int(request.args.get("retry", "200")))
+
+
+class Quiet(AsyncResource):
+    async def get(self):
+        async def nothing():
+            try:
+                await asyncio.Event().wait()
+                yield "never"
+            finally:
+                state["closed"] += 1
+        return EventStream(nothing(), ping=0.2)
+
+
+class Subscribe(AsyncResource):
+    async def get(self):
+        return EventStream(broadcast.subscribe(last_event_id()), ping=15)
+
+
+class Publish(AsyncResource):
+    async def post(self):
+        body = request.get_json()
+        sent = broadcast.publish(Event(data=body["data"], id=body.get("id")))
+        return {"sent": sent, "subscribers": len(broadcast)}
+
+
+class Files(AsyncResource):
+    async def get(self, path):
+        return send_from_directory(FILES, path, as_attachment=bool(request.args.get("download")))
+
+
+class FileObject(AsyncResource):
+    async def get(self, path):
+        full = os.path.join(FILES, path)
+        if request.args.get("bytesio"):
+            with open(full, "rb") as f:
+                return send_file(io.BytesIO(f.read()), download_name=path)
+        return send_file(open(full, "rb"), max_age=60)
+
+
+class Upload(AsyncResource):
+    async def put(self):
+        size = chunks = biggest = 0
+        digest = hashlib.sha256()
+        async for chunk in body_chunks():
+            state["upload_bytes"] += len(chunk)  # (a test watches it grow mid-upload)
+            size += len(chunk)
+            chunks += 1
+            biggest = max(biggest, len(chunk))
+            digest.update(chunk)
+        return {"size": size, "sha256": digest.hexdigest(), "chunks": chunks,
+                "max_chunk": biggest}, 201
+
+
+class Follow(AsyncResource):
+    async def get(self):
+        return EventStream((Event(data=line) async for line in follow(LOG)), ping=0)
+
+
+api.add_resource(Chunks, "/stream/chunks/<int:n>/<int:size>")
+api.add_resource(Csv, "/stream/csv")
+api.add_resource(Sized, "/stream/sized")
+api.add_resource(Forever, "/stream/forever")
+api.add_resource(SyncStream, "/stream/sync")
+api.add_resource(State, "/state")
+api.add_resource(Ticks, "/events")
+api.add_resource(Quiet, "/events/quiet")
+api.add_resource(Subscribe, "/events/broadcast")
+api.add_resource(Publish, "/events/publish")
+api.add_resource(Files, "/files/<path:path>")
+api.add_resource(FileObject, "/file-object/<path:path>")
+api.add_resource(Upload, "/upload")
+api.add_resource(Follow, "/follow")
+
+asgi_app = api.asgi_app  # the same app under another ASGI server (uvicorn)
