@@ -248,6 +248,7 @@ PyObject *fra_build_scope(ExchangeObject *ex) {
   SET(d, st->s_client, Py_NewRef(PyTuple_GET_ITEM(addrs, 0)));
   SET(d, st->s_server, Py_NewRef(PyTuple_GET_ITEM(addrs, 1)));
   Py_CLEAR(addrs);
+  SET(d, st->s_extensions, PyDict_Copy(st->asgi_extensions));
   if (so->state && so->state != Py_None) SET(d, st->s_state, PyDict_Copy(so->state));
   return d;
 fail:
@@ -264,7 +265,8 @@ PyObject *fra_environ_base(ServerObject *so, int multiprocess) {
   PyObject *script_name = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(root), PyBytes_GET_SIZE(root), NULL);
   Py_DECREF(root);
   if (!script_name) return NULL;
-  PyObject *d = Py_BuildValue("{sOsssOsOsOsOsOsNss}", "wsgi.version", so->st->wsgi_version,
+  PyObject *d = Py_BuildValue("{sOsOsssOsOsOsOsOsNss}", "wsgi.version", so->st->wsgi_version,
+                              "wsgi.file_wrapper", (PyObject *)so->st->FileWrapperType,
                               "wsgi.url_scheme", "http", "wsgi.errors", sys_stderr ? sys_stderr : Py_None,
                               "wsgi.multithread", Py_True, "wsgi.multiprocess", multiprocess ? Py_True : Py_False,
                               "wsgi.run_once", Py_False, "wsgi.input_terminated", Py_True, "SCRIPT_NAME",
