@@ -20,17 +20,17 @@ typedef struct fra_hooks {
   void (*on_disconnect)(fra_conn *c);
   /** The write queue fell below the low watermark after fra_conn_want_drain(). */
   void (*on_drain)(fra_conn *c);
-  /** A file started with fra_conn_sendfile() that did not complete at once has ended:
-   * status 0 = all its bytes (and the bytes after it) went to the kernel; a negative UV error
-   * = the file could not be read to its announced end (the connection is closed after this
-   * call).  A client that goes away mid-file is reported by on_disconnect instead. */
-  void (*on_file_done)(fra_conn *c, int status);
   /** The connection is being freed; release what the bridge attached to it. */
   void (*on_close)(fra_conn *c);
   /** Cross-thread work was posted with fra_server_wakeup(). */
   void (*on_wakeup)(fra_server *s);
   /** The last connection closed after fra_server_shutdown(). */
   void (*on_drained)(fra_server *s);
+  /** (May be NULL.)  A file started with fra_conn_sendfile() that did not complete at once has ended:
+   * status 0 = all its bytes (and the bytes after it) went to the kernel; a negative UV error
+   * = the file could not be read to its announced end (the connection is closed after this
+   * call).  A client that goes away mid-file is reported by on_disconnect instead. */
+  void (*on_file_done)(fra_conn *c, int status);
 } fra_hooks;
 
 typedef struct fra_config {
