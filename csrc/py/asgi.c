@@ -147,6 +147,10 @@ static int body_allowed(ExchangeObject *ex, const char *what) {
     PyErr_SetString(PyExc_RuntimeError, "response already complete");
     return 0;
   }
+  if (ex->file_busy) {
+    PyErr_Format(PyExc_RuntimeError, "%s while a file is still going out: await the previous send()", what);
+    return 0;
+  }
   return 1;
 }
 
