@@ -406,6 +406,16 @@ def test_file_wrapper_head_and_keep_alive(wsgi):
         assert c.read_response().body == b"0123456789" * 10
 
 
+def test_flask_send_file_goes_by_sendfile(files):
+    _, data = files
+    with serve("files_app:flask_app", "--interface", "wsgi",
+               env={"FRA_TEST_FILES": str(files[0])}) as srv:
+        before = sent(srv)
+        d = get(srv.port, "/send/big.bin")
+        assert d.status == 200 and d.digest.hexdigest() == sha(data)
+        assert sent(srv) - before >= BIG
+
+
 def test_file_wrapper_client_that_leaves(wsgi):
     baseline = stable_fds(wsgi)
     for _ in range(3):

@@ -17,11 +17,16 @@ wsgi (PEP 3333):
                                 ?cl=N sets Content-Length: N; ?bytesio=1 wraps a BytesIO (no
                                 descriptor: iterated)
   GET /stats                    as above
+flask (a plain Flask app, WSGI):
+  GET /send/<name>              flask.send_file: werkzeug wraps the file in wsgi.file_wrapper
+  GET /stats                    as above
 """
 import io
 import json
 import os
 from urllib.parse import parse_qs
+
+import flask
 
 from flask_restful_async import _core
 
@@ -121,3 +126,16 @@ def wsgi(environ, start_response):
     f.seek(int(query.get("seek", 0)))
     start_response("200 OK", headers)
     return environ["wsgi.file_wrapper"](f, 65536)
+
+
+flask_app = flask.Flask(__name__)
+
+
+@flask_app.get("/send/<name>")
+def flask_send(name):
+    return flask.send_file(_path(name))
+
+
+@flask_app.get("/stats")
+def flask_stats():
+    return {"sendfile": _core.sendfile_bytes()}
