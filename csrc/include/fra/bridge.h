@@ -13,6 +13,7 @@ typedef struct fra_state {
   PyTypeObject *ServerType, *ExchangeType, *ReadyType, *InputType, *CallType;
   PyTypeObject *FileWrapperType;          /* wsgi.file_wrapper (wsgi.c) */
   PyObject *asgi_extensions;              /* scope["extensions"] template: pathsend, zerocopy */
+  PyObject *scope_template;               /* every scope key, constants filled (request.c) */
   PyObject *enter_task, *leave_task;      /* asyncio.tasks._enter_task / _leave_task */
   PyObject *CancelledError, *InvalidStateError;
   PyObject *ClientDisconnected;           /* _core.ClientDisconnected(OSError): send after the
