@@ -141,7 +141,11 @@ class Exchange:
     # -- ASGI (interface "asgi"; also what the scope's receive/send callables are)
     def receive(self) -> Awaitable[dict]: ...
     def send(self, message: dict) -> Awaitable[None]:
-        """ClientDisconnected once the client has gone (ASGI spec 2.4)."""
+        """ClientDisconnected once the client has gone (ASGI spec 2.4).  Also takes the
+        extensions the scope announces: http.response.zerocopy ("file": a file object or
+        descriptor of a regular file, "offset", "count", "more_body") and
+        http.response.pathsend ("path"), sent with sendfile(2); the awaitable completes once
+        the file is in the kernel."""
 
     # -- the Task API that asyncio (timeout, wait_for, TaskGroup) uses on the current task
     def cancel(self, msg: Optional[Any] = None) -> bool: ...
@@ -242,5 +246,19 @@ class RedisConnection:
     def _on_readable(self) -> None: ...
     def _on_writable(self) -> None: ...
     def _on_timer(self) -> None: ...
+
+class FileWrapper:
+    """wsgi.file_wrapper(filelike, block_size=8192).  Iterated, it reads block_size blocks
+    (PEP 3333); returned by a WSGI app whose file-like has a descriptor of a regular file, the
+    server sends the file from its position (tell()) up to the Content-Length the app set,
+    else to its end, with sendfile(2)."""
+    filelike: Any
+    block_size: int
+    def __init__(self, filelike: Any, block_size: int = 8192) -> None: ...
+    def __iter__(self) -> "FileWrapper": ...
+    def __next__(self) -> bytes: ...
+    def close(self) -> None: ...
+
+def sendfile_bytes() -> int: ...              # bytes this process sent with sendfile(2)
 
 def version() -> str: ...                     # "flask-restful-async/<ver> libuv/<ver> llhttp/<ver>"

@@ -1,7 +1,7 @@
 /* conn.c — one client connection: accept, read, the parse/dispatch state machine, pipelining
  * (one request served at a time, responses in order), timers (header, keep-alive, drain,
  * linger, body and write timeouts), dropping the rest of a body after an early response,
- * backpressure both ways, the write path and closing.  Owns the conn struct, its libuv handles,
+ * backpressure both ways, the write path (files: fileout.c) and closing.  Owns the conn struct, its libuv handles,
  * its pending-bytes buffer, and each request until it is dispatched.  Loop thread only; the
  * bridge calls in with the GIL held and hooks are called with it held. */
 #include <stdlib.h>
@@ -171,6 +171,7 @@ static void close_cb(uv_handle_t *h) {
   fra_req *r = c->parser.req;
   if (r && !r->dispatched) fra_server_release_req(s, r); /* dispatched: the bridge's */
   else if (r && (c->flags & FRA_C_DISCARD)) fra_server_release_req(s, r); /* ours again */
+  fra__fileout_free(c);
   free(c->pend);
   free(c->peer);
   free(c);
@@ -196,7 +197,7 @@ void fra__conn_close(fra_conn *c) {
     s->hooks.on_disconnect(c);
   }
   uv_timer_stop(&c->timer);
-  c->nclose = 2;
+  c->nclose = (uint8_t)(2 + fra__fileout_close(c, close_cb));
   uv_close((uv_handle_t *)&c->timer, close_cb);
   uv_close(&c->h.handle, close_cb);
 }
@@ -230,6 +231,12 @@ static void linger_close(fra_conn *c) {
     reading_start(c);
   }
   phase_set(c, FRA_T_LINGER);
+  if (fra__fileout_active(c)) fra__fileout_shut_after(c); /* uv_shutdown knows only libuv's queue */
+  else fra__conn_shut_write(c);
+}
+
+void fra__conn_shut_write(fra_conn *c) {
+  if (c->flags & FRA_C_CLOSING) return;
   uv_shutdown_t *req = malloc(sizeof *req);
   if (!req || uv_shutdown(req, &c->h.stream, shutdown_cb) != 0) {
     free(req);
@@ -254,8 +261,9 @@ static void timer_cb(uv_timer_t *t) {
   c->timer_due = 0;
   if (c->flags & FRA_C_CLOSING) return;
   uint64_t now = uv_now(&s->loop), next = UINT64_MAX;
-  size_t queued = fra_conn_queued(c);
-  if (queued) {
+  size_t queued = c->h.stream.write_queue_size;
+  int waiting = queued || fra__fileout_active(c); /* a file's bytes are output too */
+  if (waiting) {
     uint64_t taken = bytes_taken(c, queued);
     if (taken != c->taken_mark) {
       c->taken_mark = taken;
@@ -271,7 +279,7 @@ static void timer_cb(uv_timer_t *t) {
     uint64_t due = c->body_seen + s->cfg.timeout_body_ms;
     if (now >= due) {
       /* No body bytes for --timeout-body: 408 unless a response has begun (RFC 9110 15.5.9). */
-      if (c->active && !(c->flags & FRA_C_RESPONDING) && !queued) try_error(c, 408);
+      if (c->active && !(c->flags & FRA_C_RESPONDING) && !waiting) try_error(c, 408);
       fra__conn_close(c);
       return;
     }
@@ -280,7 +288,7 @@ static void timer_cb(uv_timer_t *t) {
   if (c->phase_due) {
     if (now < c->phase_due) {
       if (c->phase_due < next) next = c->phase_due;
-    } else if (!queued) {
+    } else if (!waiting) {
       fra_req *r = c->parser.req;
       if (c->timer_mode == FRA_T_HEADER && r && !r->dispatched && (r->len > 0 || c->pend_len > 0))
         try_error(c, 408); /* part of a request arrived but not its headers in time */
@@ -670,6 +678,13 @@ void fra_conn_finish(fra_conn *c, int keep_alive, int status, uint64_t bytes) {
   next_request(c);
 }
 
+/* The client has output to take: the write timeout watches it from now. */
+static void output_wait_begin(fra_conn *c) {
+  c->taken_mark = bytes_taken(c, 0);
+  c->write_seen = now_ms(c->srv);
+  if (c->srv->cfg.timeout_write_ms) timer_arm(c, c->write_seen + write_poll_ms(c->srv));
+}
+
 static void write_cb(uv_write_t *req, int status) {
   fra_conn *c = req->handle->data;
   free(req);
@@ -677,7 +692,8 @@ static void write_cb(uv_write_t *req, int status) {
     if (!(c->flags & FRA_C_CLOSING)) fra__conn_close(c);
     return;
   }
-  if ((c->flags & FRA_C_WANT_DRAIN) && fra_conn_queued(c) <= FRA_WRITE_LOW) {
+  if (c->h.stream.write_queue_size == 0) fra__fileout_queue_empty(c); /* a file waited for it */
+  if ((c->flags & FRA_C_WANT_DRAIN) && !(c->flags & FRA_C_CLOSING) && fra_conn_queued(c) <= FRA_WRITE_LOW) {
     c->flags &= ~FRA_C_WANT_DRAIN;
     c->srv->hooks.on_drain(c);
   }
@@ -699,7 +715,13 @@ int fra_conn_write(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
   for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
   if (total == 0) return 0;
   if (c->active && !(c->flags & FRA_C_RESPONDING)) note_response(c, bufs, nbufs);
-  size_t was_queued = fra_conn_queued(c);
+  if (fra__fileout_active(c)) {
+    /* A file is going out: these bytes follow it. */
+    int rc = fra__fileout_hold(c, bufs, nbufs, total);
+    if (rc < 0) fra__conn_close(c);
+    return rc;
+  }
+  size_t was_queued = c->h.stream.write_queue_size;
   int w = was_queued ? UV_EAGAIN : uv_try_write(&c->h.stream, bufs, nbufs);
   if (w > 0) c->sent_direct += (uint64_t)w;
   if (w >= 0 && (size_t)w == total) return 0;
@@ -732,17 +754,16 @@ int fra_conn_write(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
     return rc;
   }
   fra__loop_touched(c->srv);
-  if (!was_queued) {
-    /* The client has output to take: the write timeout watches it from now. */
-    c->taken_mark = bytes_taken(c, 0);
-    c->write_seen = now_ms(c->srv);
-    if (c->srv->cfg.timeout_write_ms) timer_arm(c, c->write_seen + write_poll_ms(c->srv));
-  }
+  if (!was_queued) output_wait_begin(c);
   c->queued_total += rest;
   return 0;
 }
 
-size_t fra_conn_queued(fra_conn *c) { return c->h.stream.write_queue_size; }
+void fra__conn_output_waits(fra_conn *c) {
+  if (!c->h.stream.write_queue_size) output_wait_begin(c); /* else watched since that output queued */
+}
+
+size_t fra_conn_queued(fra_conn *c) { return c->h.stream.write_queue_size + fra__fileout_pending(c); }
 
 void fra_conn_want_drain(fra_conn *c) { c->flags |= FRA_C_WANT_DRAIN; }
 

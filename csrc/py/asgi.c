@@ -1,8 +1,15 @@
 /* asgi.c — ASGI receive() and send() for an exchange: body messages from the request's queue,
- * http.response.start / http.response.body into framing.c, backpressure through a future
- * when the write queue is above its high watermark, and _core.ClientDisconnected from send()
- * once the client has gone (ASGI spec 2.4).  Owns the futures receive() and send() return
- * while they wait.  Every function here needs the GIL. */
+ * http.response.start / http.response.body into framing.c, the zero-copy file extensions
+ * (http.response.zerocopy, http.response.pathsend: sendfile(2) by the core, see
+ * core/fileout.c), backpressure through a future when the write queue is above its high
+ * watermark or a file is still going out, and _core.ClientDisconnected from send() once the
+ * client has gone (ASGI spec 2.4).  Owns the futures receive() and send() return while they
+ * wait, and a file's dup()ed descriptor until the core takes it.  Every function here needs
+ * the GIL. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "exchange_internal.h"
 
 PyObject *fra__asgi_request_msg(ExchangeObject *ex) {
@@ -124,6 +131,153 @@ static PyObject *raise_gone(fra_state *st) {
   return NULL;
 }
 
+/* Checks common to the file messages: 1 when the message may go on, else 0 with an exception
+ * set. */
+static int body_allowed(ExchangeObject *ex, const char *what) {
+  fra_state *st = ex->srv->st;
+  if (ex->gone || !ex->conn) {
+    raise_gone(st);
+    return 0;
+  }
+  if (!ex->started) {
+    PyErr_Format(PyExc_RuntimeError, "%s before http.response.start", what);
+    return 0;
+  }
+  if (ex->complete) {
+    PyErr_SetString(PyExc_RuntimeError, "response already complete");
+    return 0;
+  }
+  if (ex->file_busy) {
+    PyErr_Format(PyExc_RuntimeError, "%s while a file is still going out: await the previous send()", what);
+    return 0;
+  }
+  return 1;
+}
+
+/* Reads an optional non-negative integer item; *has = 0 when absent or None. */
+static int get_uint_item(PyObject *d, PyObject *key, uint64_t *out, int *has, const char *what) {
+  PyObject *v = PyDict_GetItemWithError(d, key); // borrowed
+  *has = 0;
+  if (!v) return PyErr_Occurred() ? -1 : 0;
+  if (v == Py_None) return 0;
+  unsigned long long x = PyLong_AsUnsignedLongLong(v);
+  if (x == (unsigned long long)-1 && PyErr_Occurred()) {
+    PyErr_Format(PyExc_ValueError, "%s: must be an int >= 0", what);
+    return -1;
+  }
+  *out = x;
+  *has = 1;
+  return 0;
+}
+
+/* count bytes of the regular file fd (a dup we own, consumed) from off, framed (framing.c) and
+ * handed to the core.  Completes at once when the kernel took it all (or there is no body);
+ * else send() returns a future resolved when the file is out (the client's pace: backpressure,
+ * with no byte of it in our memory).  last completes the response. */
+static PyObject *send_file(ExchangeObject *ex, int fd, uint64_t off, uint64_t count, int last) {
+  fra_state *st = ex->srv->st;
+  char after[16];
+  size_t after_len;
+  int rc = fra_ex_file_frame(ex, count, last, after, &after_len);
+  if (rc < 0) {
+    close(fd);
+    return NULL;
+  }
+  if (rc == 0 || !ex->conn) {
+    close(fd);
+  } else {
+    rc = fra_conn_sendfile(ex->conn, fd, off, count, after, after_len);
+    fra_srv_after_call(ex->srv);
+    if (rc < 0) return raise_gone(st);
+    if (rc == 0) {
+      Py_CLEAR(ex->send_waiter);
+      ex->send_waiter = PyObject_CallNoArgs(ex->srv->create_future);
+      if (!ex->send_waiter) return NULL;
+      ex->file_busy = 1;
+      ex->file_last = (uint8_t)last;
+      return Py_NewRef(ex->send_waiter);
+    }
+  }
+  if (last) fra_ex_finish(ex);
+  else fra_srv_after_call(ex->srv);
+  return Py_NewRef(st->none_ready);
+}
+
+/* http.response.zerocopy (the ASGI zero-copy send extension): "file" (a file object or an int
+ * descriptor) from "offset" (else its current position), "count" bytes (else to its end). */
+static PyObject *send_zerocopy(ExchangeObject *ex, PyObject *msg) {
+  fra_state *st = ex->srv->st;
+  if (!body_allowed(ex, "http.response.zerocopy")) return NULL;
+  PyObject *file = PyDict_GetItemWithError(msg, st->s_file); // borrowed
+  if (!file) {
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "http.response.zerocopy without 'file'");
+    return NULL;
+  }
+  int fd = PyObject_AsFileDescriptor(file);
+  if (fd < 0) return NULL;
+  uint64_t off = 0, count = 0;
+  int has_off, has_count;
+  if (get_uint_item(msg, st->s_offset, &off, &has_off, "http.response.zerocopy 'offset'") < 0 ||
+      get_uint_item(msg, st->s_count, &count, &has_count, "http.response.zerocopy 'count'") < 0)
+    return NULL;
+  PyObject *mb = PyDict_GetItemWithError(msg, st->s_more_body); // borrowed
+  int more = mb ? PyObject_IsTrue(mb) : 0;
+  if (more < 0 || (!mb && PyErr_Occurred())) return NULL;
+  struct stat sb;
+  if (fstat(fd, &sb) < 0) return PyErr_SetFromErrno(PyExc_OSError);
+  if (!S_ISREG(sb.st_mode)) {
+    PyErr_SetString(PyExc_ValueError, "http.response.zerocopy: 'file' must be a regular file");
+    return NULL;
+  }
+  if (!has_off) {
+    off_t pos = lseek(fd, 0, SEEK_CUR);
+    if (pos < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    off = (uint64_t)pos;
+  }
+  uint64_t size = (uint64_t)sb.st_size, avail = off < size ? size - off : 0;
+  if (!has_count) count = avail;
+  else if (count > avail) {
+    PyErr_Format(PyExc_ValueError, "http.response.zerocopy: offset + count (%llu) beyond the file's end (%llu)",
+                 (unsigned long long)(off + count), (unsigned long long)size);
+    return NULL;
+  }
+  /* The file's position moves past what is sent, as if it had been read. */
+  lseek(fd, (off_t)(off + count), SEEK_SET);
+  /* The app may close its file once send() returns: the core keeps a descriptor of its own. */
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) return PyErr_SetFromErrno(PyExc_OSError);
+  return send_file(ex, own, off, count, !more);
+}
+
+/* http.response.pathsend (ASGI extension): the whole file at "path", and the response ends. */
+static PyObject *send_pathsend(ExchangeObject *ex, PyObject *msg) {
+  fra_state *st = ex->srv->st;
+  if (!body_allowed(ex, "http.response.pathsend")) return NULL;
+  PyObject *path = PyDict_GetItemWithError(msg, st->s_path); // borrowed
+  if (!path) {
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "http.response.pathsend without 'path'");
+    return NULL;
+  }
+  PyObject *encoded = NULL;
+  if (!PyUnicode_FSConverter(path, &encoded)) return NULL;
+  int fd = open(PyBytes_AS_STRING(encoded), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+    Py_DECREF(encoded);
+    return NULL;
+  }
+  Py_DECREF(encoded);
+  struct stat sb;
+  int bad = fstat(fd, &sb) < 0 ? errno : S_ISREG(sb.st_mode) ? 0 : EISDIR;
+  if (bad) {
+    errno = bad;
+    PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+    close(fd);
+    return NULL;
+  }
+  return send_file(ex, fd, 0, (uint64_t)sb.st_size, 1);
+}
+
 static PyObject *ex_send(ExchangeObject *ex, PyObject *msg) {
   fra_state *st = ex->srv->st;
   if (!PyDict_Check(msg)) {
@@ -182,6 +336,10 @@ static PyObject *ex_send(ExchangeObject *ex, PyObject *msg) {
     if (send_start(ex, msg) < 0) return NULL;
     return Py_NewRef(st->none_ready);
   }
+  if (type == st->s_http_response_zerocopy || PyUnicode_Compare(type, st->s_http_response_zerocopy) == 0)
+    return send_zerocopy(ex, msg);
+  if (type == st->s_http_response_pathsend || PyUnicode_Compare(type, st->s_http_response_pathsend) == 0)
+    return send_pathsend(ex, msg);
   PyErr_Format(PyExc_RuntimeError, "unexpected ASGI message type %R", type);
   return NULL;
 }

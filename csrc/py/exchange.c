@@ -4,6 +4,7 @@
  * or native handler), asgi.c (receive/send), native.c (the calls of our own Flask entry),
  * wsgi.c (the thread pool side).  Owns its coroutine, context, futures and response head
  * buffer; owns the request once its connection is gone.  Every function here needs the GIL. */
+#include <unistd.h>
 #include "exchange_internal.h"
 
 /* ---- lifetime ---- */
@@ -97,6 +98,7 @@ static void ex_dealloc(ExchangeObject *ex) {
     Py_CLEAR(ex->srv);
   }
   if (ex->head != ex->inline_head) PyMem_Free(ex->head);
+  if (ex->wflags & FRA_W_FILE) close(ex->file_fd); /* a WSGI file the loop never took */
   PyObject_GC_Del(ex);
   Py_DECREF(tp);
 }
@@ -290,6 +292,36 @@ void fra_hook_drain(fra_conn *c) {
     return;
   }
   if (ex->send_waiter) fra__resolve(&ex->send_waiter, Py_None);
+}
+
+/* A file the core sent for this exchange has ended (see fra_conn_sendfile). */
+void fra_hook_file_done(fra_conn *c, int status) {
+  ExchangeObject *ex = EX_FROM_CONN(c);
+  if (!ex || !ex->file_busy) return;
+  ex->file_busy = 0;
+  ex->file_status = status;
+  if (ex->kind == FRA_IF_WSGI) {
+    fra_threads_notify(ex);
+    return;
+  }
+  if (status < 0) {
+    /* The file could not be read to its end: the response cannot be completed (the core
+     * closes the connection after this); the app's await raises. */
+    ex->wflags |= FRA_W_ABORT;
+    PyObject *fut = ex->send_waiter;
+    ex->send_waiter = NULL;
+    if (fut) {
+      PyObject *exc = PyObject_CallFunction(PyExc_OSError, "is", -status, uv_strerror(status));
+      PyObject *r = exc ? PyObject_CallMethodOneArg(fut, ex->srv->st->s_set_exception, exc) : NULL;
+      if (!r) PyErr_WriteUnraisable(fut);
+      Py_XDECREF(r);
+      Py_XDECREF(exc);
+      Py_DECREF(fut);
+    }
+    return;
+  }
+  if (ex->file_last) fra_ex_finish(ex); /* resolves send_waiter */
+  else if (ex->send_waiter) fra__resolve(&ex->send_waiter, Py_None);
 }
 
 void fra_hook_close(fra_conn *c) {

@@ -221,6 +221,51 @@ int fra_ex_body(ExchangeObject *ex, const char *data, size_t len, int more) {
   return 0;
 }
 
+int fra_ex_file_frame(ExchangeObject *ex, uint64_t count, int last, char *after, size_t *after_len) {
+  uv_buf_t bufs[3];
+  unsigned n = 0;
+  char chunk_head[24];
+  int drop = ex->is_head || ex->no_body;
+  *after_len = 0;
+  if (ex->has_app_cl && !drop && ex->body_sent + count > ex->app_cl) {
+    ex->keep_alive = 0;
+    ex->wflags |= FRA_W_ABORT;
+    PyErr_SetString(PyExc_RuntimeError, "response body longer than its Content-Length");
+    return -1;
+  }
+  if (!ex->head_sent) {
+    if (head_end(ex, last, (size_t)count) < 0) return -1;
+    ex->head_sent = 1;
+    bufs[n++] = fra_buf(ex->head, ex->head_len);
+  }
+  int send = count && !drop;
+  if (ex->chunked) {
+    if (send) {
+      bufs[n++] = fra_buf(chunk_head, fra_chunk_head(chunk_head, (size_t)count));
+      memcpy(after, "\r\n", 2);
+      *after_len = 2;
+    }
+    if (last) {
+      memcpy(after + *after_len, "0\r\n\r\n", 5);
+      *after_len += 5;
+    }
+  }
+  if (send) ex->body_sent += count;
+  if (last) {
+    ex->complete = 1;
+    if (ex->has_app_cl && !drop && ex->body_sent < ex->app_cl) {
+      /* Shorter than declared: the client would wait for the rest, so the connection closes. */
+      ex->keep_alive = 0;
+      ex->wflags |= FRA_W_ABORT;
+    }
+  }
+  if (!send && *after_len) {
+    bufs[n++] = fra_buf(after, *after_len);
+    *after_len = 0;
+  }
+  if (n && ex_emit(ex, bufs, n) < 0) return -1;
+  return send;
+}
 
 /* A plain 500 when the app failed before starting its response. */
 void fra__ex_respond_500(ExchangeObject *ex) {

@@ -62,8 +62,14 @@ static PyObject *version(PyObject *m, PyObject *unused) {
                               LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
 }
 
+static PyObject *sendfile_bytes(PyObject *m, PyObject *unused) {
+  return PyLong_FromUnsignedLongLong(fra_sendfile_bytes());
+}
+
 static PyMethodDef module_methods[] = {
     {"version", version, METH_NOARGS, "Versions of the server and its libraries."},
+    {"sendfile_bytes", sendfile_bytes, METH_NOARGS,
+     "Bytes this process has sent with sendfile(2) (file responses), for tests and stats."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -102,6 +108,11 @@ static int module_exec(PyObject *m) {
   INTERN(s_REMOTE_PORT, "REMOTE_PORT") INTERN(s_SERVER_NAME, "SERVER_NAME")
   INTERN(s_SERVER_PORT, "SERVER_PORT") INTERN(s_CONTENT_LENGTH, "CONTENT_LENGTH")
   INTERN(s_wsgi_input, "wsgi.input")
+  INTERN(s_http_response_zerocopy, "http.response.zerocopy")
+  INTERN(s_http_response_pathsend, "http.response.pathsend")
+  INTERN(s_file, "file") INTERN(s_offset, "offset") INTERN(s_count, "count")
+  INTERN(s_extensions, "extensions") INTERN(s_tell, "tell") INTERN(s_read, "read")
+  INTERN(s_fileno, "fileno")
 
   PyObject *tasks = PyImport_ImportModule("asyncio.tasks");
   if (!tasks) return -1;
@@ -129,6 +140,9 @@ static int module_exec(PyObject *m) {
     return -1;
 
   if (!(st->asgi_info = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.4"))) return -1;
+  /* the ASGI extensions our send() takes (asgi.c): files go with sendfile(2) */
+  if (!(st->asgi_extensions = Py_BuildValue("{s{}s{}}", "http.response.pathsend", "http.response.zerocopy")))
+    return -1;
   if (!(st->kw_context = Py_BuildValue("(s)", "context"))) return -1;
   if (!(st->empty_bytes = PyBytes_FromStringAndSize("", 0))) return -1;
   if (!(st->empty_tuple = PyTuple_New(0))) return -1;
@@ -140,7 +154,11 @@ static int module_exec(PyObject *m) {
   st->ReadyType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_ready_spec, NULL);
   st->InputType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_input_spec, NULL);
   st->CallType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_call_spec, NULL);
-  if (!st->ServerType || !st->ExchangeType || !st->ReadyType || !st->InputType || !st->CallType) return -1;
+  st->FileWrapperType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_file_wrapper_spec, NULL);
+  if (!st->ServerType || !st->ExchangeType || !st->ReadyType || !st->InputType || !st->CallType ||
+      !st->FileWrapperType)
+    return -1;
+  if (PyModule_AddType(m, st->FileWrapperType) < 0) return -1;
   if (PyModule_AddType(m, st->ServerType) < 0) return -1;
   if (PyModule_AddType(m, st->ExchangeType) < 0) return -1;
   if (fra_server_add_limits(m) < 0) return -1;

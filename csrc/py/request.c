@@ -46,6 +46,18 @@ int fra_request_init(fra_state *st) {
     if (!(st->env_keys[i] = PyUnicode_FromStringAndSize(key, (Py_ssize_t)kl))) return -1;
     PyUnicode_InternInPlace(&st->env_keys[i]);
   }
+  /* A scope starts as a copy of this dict: its keys table is cloned whole (no insertion, no
+   * resize per key) and the constant values are already there. */
+  PyObject *t = st->scope_template = PyDict_New();
+  if (!t) return -1;
+  PyObject *keys[] = {st->s_type, st->s_asgi, st->s_http_version, st->s_method, st->s_scheme, st->s_path,
+                      st->s_raw_path, st->s_query_string, st->s_root_path, st->s_headers, st->s_client,
+                      st->s_server, st->s_extensions};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    if (PyDict_SetItem(t, keys[i], Py_None) < 0) return -1;
+  if (PyDict_SetItem(t, st->s_type, st->s_http) < 0 || PyDict_SetItem(t, st->s_asgi, st->asgi_info) < 0 ||
+      PyDict_SetItem(t, st->s_scheme, st->s_http) < 0)
+    return -1;
 #define XX(num, name, string) \
   if (num < 64 && !st->methods[num] && !(st->methods[num] = PyUnicode_InternFromString(#string))) return -1;
   HTTP_METHOD_MAP(XX)
@@ -216,13 +228,10 @@ PyObject *fra_build_scope(ExchangeObject *ex) {
   size_t plen, qlen;
   PyObject *addrs = NULL;
   split_target(r, &path, &plen, &query, &qlen);
-  PyObject *d = PyDict_New();
+  PyObject *d = PyDict_Copy(st->scope_template); /* type, asgi and scheme are there */
   if (!d) return NULL;
-  SET(d, st->s_type, Py_NewRef(st->s_http));
-  SET(d, st->s_asgi, Py_NewRef(st->asgi_info));
   SET(d, st->s_http_version, Py_NewRef(r->http_minor == 0 && r->http_major == 1 ? st->s_1_0 : st->s_1_1));
   SET(d, st->s_method, method_str(st, r));
-  SET(d, st->s_scheme, Py_NewRef(st->s_http));
   SET(d, st->s_path, decoded_path(path, plen, 0, NULL, 0));
   SET(d, st->s_raw_path, PyBytes_FromStringAndSize(path, (Py_ssize_t)plen));
   SET(d, st->s_query_string, PyBytes_FromStringAndSize(query, (Py_ssize_t)qlen));
@@ -248,6 +257,7 @@ PyObject *fra_build_scope(ExchangeObject *ex) {
   SET(d, st->s_client, Py_NewRef(PyTuple_GET_ITEM(addrs, 0)));
   SET(d, st->s_server, Py_NewRef(PyTuple_GET_ITEM(addrs, 1)));
   Py_CLEAR(addrs);
+  SET(d, st->s_extensions, PyDict_Copy(st->asgi_extensions));
   if (so->state && so->state != Py_None) SET(d, st->s_state, PyDict_Copy(so->state));
   return d;
 fail:
@@ -264,7 +274,8 @@ PyObject *fra_environ_base(ServerObject *so, int multiprocess) {
   PyObject *script_name = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(root), PyBytes_GET_SIZE(root), NULL);
   Py_DECREF(root);
   if (!script_name) return NULL;
-  PyObject *d = Py_BuildValue("{sOsssOsOsOsOsOsNss}", "wsgi.version", so->st->wsgi_version,
+  PyObject *d = Py_BuildValue("{sOsOsssOsOsOsOsOsNss}", "wsgi.version", so->st->wsgi_version,
+                              "wsgi.file_wrapper", (PyObject *)so->st->FileWrapperType,
                               "wsgi.url_scheme", "http", "wsgi.errors", sys_stderr ? sys_stderr : Py_None,
                               "wsgi.multithread", Py_True, "wsgi.multiprocess", multiprocess ? Py_True : Py_False,
                               "wsgi.run_once", Py_False, "wsgi.input_terminated", Py_True, "SCRIPT_NAME",

@@ -11,6 +11,7 @@ static fra_hooks hooks = {
     .on_disconnect = fra_hook_disconnect,
     .on_drain = fra_hook_drain,
     .on_close = fra_hook_close,
+    .on_file_done = fra_hook_file_done,
     .on_wakeup = fra_threads_wakeup,
     .on_drained = NULL, /* set below */
 };

@@ -6,6 +6,7 @@
  * GIL released, and is woken only once what it waits for has happened.  Owns the pool threads'
  * thread states and the call jobs.  Every function here needs the GIL, except thread_main's
  * waits. */
+#include <unistd.h>
 #include "exchange_internal.h"
 
 /* ---- a call submitted with Server.submit ---- */
@@ -82,6 +83,7 @@ static int wait_over(ExchangeObject *ex) {
   switch (ex->wait_for) {
   case FRA_WAIT_BODY: return r->body_len > r->body_off || r->complete;
   case FRA_WAIT_DRAIN: return ex->out_pending <= FRA_WRITE_HIGH;
+  case FRA_WAIT_FILE: return !ex->file_busy;
   default: return 1;
   }
 }
@@ -132,6 +134,18 @@ static void flush(ExchangeObject *ex) {
     c = ex->conn;
     ex->out_pending = c ? fra_conn_queued(c) : 0;
     if (c && ex->out_pending > FRA_WRITE_HIGH) fra_conn_want_drain(c);
+  }
+  if (ex->wflags & FRA_W_FILE) {
+    /* A wsgi.file_wrapper's file, after the head queued above: the core sends it, and
+     * fra_hook_file_done wakes the thread (busy stays set until then). */
+    ex->wflags &= ~FRA_W_FILE;
+    int rc = ex->conn ? fra_conn_sendfile(ex->conn, ex->file_fd, ex->file_off, ex->file_count, ex->file_after,
+                                          ex->file_after_len)
+                      : (close(ex->file_fd), UV_ECANCELED);
+    if (rc != 0) {
+      ex->file_busy = 0;
+      ex->file_status = rc < 0 ? rc : 0;
+    }
   }
   if (ex->wflags & FRA_W_FINISH) {
     ex->wflags &= ~FRA_W_FINISH;

@@ -1,8 +1,13 @@
 /* wsgi.c — one request served the WSGI way (PEP 3333) on a pool thread (threads.c): the
  * environ (request.c), wsgi.input streaming the body, start_response and write(), the
- * response iterable framed into bytes queued for the loop thread, close().  Runs with the GIL
- * held; waits for the loop (body bytes, a client behind) through threads.c with it released.
- * Owns the wsgi.input type.  Every function here needs the GIL. */
+ * response iterable framed into bytes queued for the loop thread, wsgi.file_wrapper (a file
+ * with a descriptor goes with sendfile(2) from the loop thread, core/fileout.c), close().
+ * Runs with the GIL held; waits for the loop (body bytes, a client behind, a file going out)
+ * through threads.c with it released.  Owns the wsgi.input and wsgi.file_wrapper types.
+ * Every function here needs the GIL. */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "exchange_internal.h"
 
 /* ---- wsgi.input ---- */
@@ -180,6 +185,167 @@ PyType_Spec fra_input_spec = {
     .slots = input_slots,
 };
 
+/* ---- wsgi.file_wrapper ---- */
+
+typedef struct {
+  PyObject_HEAD
+  PyObject *filelike;
+  Py_ssize_t block_size;
+} FileWrapperObject;
+
+static PyObject *fw_new(PyTypeObject *tp, PyObject *args, PyObject *kw) {
+  static char *kwlist[] = {"filelike", "block_size", NULL};
+  PyObject *filelike;
+  Py_ssize_t block_size = 8192;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "O|n:wsgi.file_wrapper", kwlist, &filelike, &block_size)) return NULL;
+  if (block_size <= 0) {
+    PyErr_SetString(PyExc_ValueError, "wsgi.file_wrapper: block_size must be > 0");
+    return NULL;
+  }
+  FileWrapperObject *fw = (FileWrapperObject *)tp->tp_alloc(tp, 0);
+  if (!fw) return NULL;
+  fw->filelike = Py_NewRef(filelike);
+  fw->block_size = block_size;
+  return (PyObject *)fw;
+}
+
+/* PEP 3333's generic way, for a server that cannot send the file itself (and for middleware
+ * that iterates the response): blocks of block_size until read() returns nothing. */
+static PyObject *fw_next(FileWrapperObject *fw) {
+  PyObject *data = PyObject_CallMethod(fw->filelike, "read", "n", fw->block_size);
+  if (!data) return NULL;
+  if (PyObject_Length(data) <= 0) {
+    if (PyErr_Occurred()) {
+      Py_DECREF(data);
+      return NULL;
+    }
+    Py_DECREF(data);
+    return NULL; /* StopIteration */
+  }
+  return data;
+}
+
+static PyObject *fw_close(FileWrapperObject *fw, PyObject *unused) {
+  PyObject *close = PyObject_GetAttrString(fw->filelike, "close");
+  if (!close) {
+    PyErr_Clear();
+    Py_RETURN_NONE;
+  }
+  PyObject *r = PyObject_CallNoArgs(close);
+  Py_DECREF(close);
+  return r;
+}
+
+static int fw_traverse(FileWrapperObject *fw, visitproc visit, void *arg) {
+  Py_VISIT(Py_TYPE(fw));
+  Py_VISIT(fw->filelike);
+  return 0;
+}
+
+static int fw_clear(FileWrapperObject *fw) {
+  Py_CLEAR(fw->filelike);
+  return 0;
+}
+
+static void fw_dealloc(FileWrapperObject *fw) {
+  PyTypeObject *tp = Py_TYPE(fw);
+  PyObject_GC_UnTrack(fw);
+  fw_clear(fw);
+  tp->tp_free(fw);
+  Py_DECREF(tp);
+}
+
+static PyMethodDef fw_methods[] = {
+    {"close", (PyCFunction)fw_close, METH_NOARGS, "Close the file-like object."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef fw_members[] = {
+    {"filelike", T_OBJECT, offsetof(FileWrapperObject, filelike), READONLY, "The wrapped file-like object."},
+    {"block_size", T_PYSSIZET, offsetof(FileWrapperObject, block_size), READONLY, "Bytes per read when iterated."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot fw_slots[] = {
+    {Py_tp_doc, "wsgi.file_wrapper(filelike, block_size=8192): a file as a WSGI response; the server sends "
+                "a file with a descriptor from its current position with sendfile(2), up to Content-Length."},
+    {Py_tp_new, fw_new},
+    {Py_tp_dealloc, fw_dealloc},
+    {Py_tp_traverse, fw_traverse},
+    {Py_tp_clear, fw_clear},
+    {Py_tp_methods, fw_methods},
+    {Py_tp_members, fw_members},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, fw_next},
+    {0, NULL},
+};
+
+PyType_Spec fra_file_wrapper_spec = {
+    .name = "flask_restful_async._core.FileWrapper",
+    .basicsize = sizeof(FileWrapperObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = fw_slots,
+};
+
+/* A file_wrapper returned by the app: its file from its current position, up to the
+ * Content-Length the app set (else to its end), sent by the loop thread with sendfile while
+ * this thread waits.  Returns 1 when sent (or nothing was due), 0 when the file-like has no
+ * usable descriptor (the caller iterates it), -1 with an exception. */
+static int send_file_wrapper(ExchangeObject *ex, FileWrapperObject *fw) {
+  fra_state *st = ex->srv->st;
+  if (!ex->started) return 0; /* iterating raises the usual error */
+  int fd = PyObject_AsFileDescriptor(fw->filelike);
+  if (fd < 0) {
+    PyErr_Clear();
+    return 0;
+  }
+  struct stat sb;
+  if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) return 0;
+  /* The Python object's position (a buffered file may have read ahead of the descriptor's). */
+  int64_t pos = -1;
+  PyObject *t = PyObject_CallMethodNoArgs(fw->filelike, st->s_tell);
+  if (t) {
+    pos = PyLong_AsLongLong(t);
+    Py_DECREF(t);
+  }
+  if (pos < 0) {
+    PyErr_Clear();
+    pos = (int64_t)lseek(fd, 0, SEEK_CUR);
+    if (pos < 0) return 0;
+  }
+  uint64_t size = (uint64_t)sb.st_size, off = (uint64_t)pos;
+  uint64_t count = off < size ? size - off : 0;
+  if (ex->has_app_cl && ex->app_cl - ex->body_sent < count) count = ex->app_cl - ex->body_sent;
+  if (ex->gone) return 1;
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) {
+    PyErr_SetFromErrno(PyExc_OSError);
+    return -1;
+  }
+  size_t after_len;
+  int rc = fra_ex_file_frame(ex, count, 1, ex->file_after, &after_len);
+  if (rc <= 0) {
+    close(own);
+    if (rc < 0) return -1;
+    fra_threads_post(ex); /* the head */
+    return 1;
+  }
+  ex->file_fd = own;
+  ex->file_off = off;
+  ex->file_count = count;
+  ex->file_after_len = (uint8_t)after_len;
+  ex->file_status = 0;
+  ex->file_busy = 1;
+  ex->wflags |= FRA_W_FILE;
+  fra_threads_post(ex);
+  fra_threads_wait(ex, FRA_WAIT_FILE);
+  if (ex->file_status < 0 && !ex->gone) {
+    PyErr_Format(PyExc_OSError, "wsgi.file_wrapper: sending the file failed: %s", uv_strerror(ex->file_status));
+    return -1;
+  }
+  return 1;
+}
+
 /* ---- start_response and the response ---- */
 
 static int send_chunk(ExchangeObject *ex, PyObject *item, int more);
@@ -272,6 +438,11 @@ void fra_wsgi_run(ExchangeObject *ex) {
   if (!sr) goto error;
   result = PyObject_CallFunctionObjArgs(app, environ, sr, NULL);
   if (!result) goto error;
+  if (Py_IS_TYPE(result, so->st->FileWrapperType) && !ex->head_sent) {
+    int sent = send_file_wrapper(ex, (FileWrapperObject *)result);
+    if (sent < 0) goto error;
+    if (sent > 0) goto close;
+  }
   if ((PyList_CheckExact(result) || PyTuple_CheckExact(result)) && PySequence_Fast_GET_SIZE(result) == 1 && !ex->head_sent) {
     /* The whole body at once: sent with a Content-Length in one write. */
     if (send_chunk(ex, PySequence_Fast_GET_ITEM(result, 0), 0) < 0) goto error;

@@ -170,7 +170,11 @@ class _FileBody:
                 yield data
 
     def close(self) -> None:
-        self.response.close()
+        # Only the file: FileResponse.close (werkzeug's close) calls this one.
+        response = self.response
+        file, response.file = response.file, None
+        if file is not None:
+            file.close()
 
 
 def send_file(path_or_file: Any, mimetype: Optional[str] = None, as_attachment: bool = False,

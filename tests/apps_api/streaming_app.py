@@ -14,6 +14,9 @@ GET  /events/broadcast          a subscription to the app's Broadcast (history 1
 POST /events/publish            publishes the JSON body's "data" (and "id") to it
 GET  /files/<path>              send_from_directory(FRA_TEST_FILES, path); ?download=1
 GET  /file-object/<path>        send_file(an open file object); ?bytesio=1 from a BytesIO
+GET  /files-sync/<path>         send_from_directory from a sync Resource (the WSGI way: our
+                                server's wsgi.file_wrapper)
+GET  /sendfile-stats            bytes this process sent with sendfile(2) (0 under uvicorn)
 PUT  /upload                    reads the body with body_chunks(): size, sha256, chunks
 GET  /follow                    an EventStream of the lines appended to FRA_TEST_LOG
 """
@@ -141,6 +144,17 @@ class FileObject(AsyncResource):
         return send_file(open(full, "rb"), max_age=60)
 
 
+class FilesSync(Resource):
+    def get(self, path):
+        return send_from_directory(FILES, path)
+
+
+class SendfileStats(AsyncResource):
+    async def get(self):
+        from flask_restful_async import _core
+        return {"sendfile": _core.sendfile_bytes()}
+
+
 class Upload(AsyncResource):
     async def put(self):
         size = chunks = biggest = 0
@@ -172,6 +186,8 @@ api.add_resource(Subscribe, "/events/broadcast")
 api.add_resource(Publish, "/events/publish")
 api.add_resource(Files, "/files/<path:path>")
 api.add_resource(FileObject, "/file-object/<path:path>")
+api.add_resource(FilesSync, "/files-sync/<path:path>")
+api.add_resource(SendfileStats, "/sendfile-stats")
 api.add_resource(Upload, "/upload")
 api.add_resource(Follow, "/follow")
 

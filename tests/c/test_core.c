@@ -96,6 +96,11 @@ static void h_disconnect(fra_conn *c) { B.disconnects++; }
 static void h_drain(fra_conn *c) {}
 static void h_wakeup(fra_server *s) {}
 static void h_drained(fra_server *s) { B.drained++; }
+static int files_done, files_status;
+static void h_file_done(fra_conn *c, int status) {
+  files_done++;
+  files_status = status;
+}
 
 static void h_close(fra_conn *c) {
   B.closes++;
@@ -109,7 +114,7 @@ static void h_close(fra_conn *c) {
   }
 }
 
-static const fra_hooks HOOKS = {h_request, h_body, h_disconnect, h_drain, h_close, h_wakeup, h_drained};
+static const fra_hooks HOOKS = {h_request, h_body, h_disconnect, h_drain, h_close, h_wakeup, h_drained, h_file_done};
 
 static fra_config config(void) {
   fra_config cfg;
@@ -695,6 +700,126 @@ static void test_pool_stop_with_a_stuck_thread(void) {
   uv_sem_destroy(&release);
 }
 
+/* ---- files (core/fileout.c) ---- */
+
+/* A temporary file of n bytes, byte i = 'A' + i % 26; its descriptor, the file unlinked. */
+static int temp_file(size_t n) {
+  char path[] = "/tmp/fra-test-file-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0, "mkstemp: %s", strerror(errno));
+  unlink(path);
+  char *data = malloc(n);
+  for (size_t i = 0; i < n; i++) data[i] = (char)('A' + i % 26);
+  CHECK(write(fd, data, n) == (ssize_t)n, "temp file written");
+  free(data);
+  return fd;
+}
+
+static int open_fds(void) {
+  int n = 0;
+  for (int fd = 0; fd < 4096; fd++)
+    if (fcntl(fd, F_GETFD) >= 0) n++;
+  return n;
+}
+
+typedef struct {
+  client *cl;
+  char *all;
+  size_t len, want;
+} sink;
+
+/* Reads into s->all until want bytes arrived (or the end). */
+static int read_all(void *arg) {
+  sink *k = arg;
+  for (;;) {
+    ssize_t n = recv(k->cl->fd, k->all + k->len, k->want - k->len, 0);
+    if (n > 0) {
+      k->len += (size_t)n;
+      if (k->len == k->want) return 1;
+      continue;
+    }
+    if (n == 0 || errno != EAGAIN) k->cl->eof = 1;
+    return k->cl->eof;
+  }
+}
+
+/* Bytes queued before a file go before it, the `after` bytes follow it, and bytes written
+ * while it goes out are held until then; the file takes several waits for writability. */
+static void test_sendfile_in_order_with_the_write_queue(void) {
+  server_up(config());
+  B.mode = DEFER;
+  B.big = 16 << 20; /* head + 16 MiB of 'b' at dispatch: more than the kernel takes at once */
+  size_t fsize = 3 << 20, off = 7, count = fsize - 100;
+  int fd = temp_file(fsize);
+  client *cl = connect_client(16384);
+  csends(cl, GET("/file"));
+  CHECK(await_count(&B.requests, 1), "dispatched");
+  CHECK(B.queued_at_dispatch > 0, "output waits in the write queue");
+  fra_conn *c = B.deferred[0];
+  uint64_t before = fra_sendfile_bytes();
+  files_done = 0;
+  int rc = fra_conn_sendfile(c, fd, off, count, "END", 3);
+  CHECK(rc == 0, "the file waits for the queue (rc %d)", rc);
+  CHECK(fra_conn_queued(c) >= count, "its bytes count as output not yet taken");
+  uv_buf_t tail = fra_buf("TAIL", 4);
+  CHECK(fra_conn_write(c, &tail, 1) == 0, "a write during the file is held");
+  char head[128];
+  int hl = snprintf(head, sizeof head, "HTTP/1.1 200 X\r\nContent-Length: %zu\r\n\r\n", B.big);
+  sink k = {cl, NULL, 0, (size_t)hl + B.big + count + 7};
+  k.all = malloc(k.want);
+  CHECK(pump_until(read_all, &k) && k.len == k.want, "everything arrived (%zu of %zu)", k.len, k.want);
+  CHECK(memcmp(k.all, head, (size_t)hl) == 0, "the head first");
+  size_t bad = 0;
+  for (size_t i = 0; i < B.big; i++) bad += k.all[hl + i] != 'b';
+  for (size_t i = 0; i < count; i++) bad += k.all[hl + B.big + i] != (char)('A' + (off + i) % 26);
+  CHECK(bad == 0, "queued bytes, then the file's range (%zu bytes wrong)", bad);
+  CHECK(memcmp(k.all + k.want - 7, "ENDTAIL", 7) == 0, "then the after bytes, then the held write");
+  CHECK(await_count(&files_done, 1) && files_done == 1, "on_file_done once");
+  CHECK(files_status == 0, "status 0");
+  CHECK(fra_sendfile_bytes() - before == count, "the file went by sendfile");
+  CHECK(fra_conn_sendfile(c, temp_file(10), 0, 10, "", 0) == 1, "a small file with nothing queued: at once");
+  free(k.all);
+  client_close(cl);
+  server_down();
+}
+
+/* A client that leaves mid-file: the connection closes with the file's descriptor and the
+ * socket's dup; on_disconnect says so (not on_file_done). */
+static void test_sendfile_client_leaves(void) {
+  server_up(config());
+  B.mode = DEFER;
+  int fds0 = open_fds();
+  int fd = temp_file(8 << 20);
+  client *cl = connect_client(4096);
+  csends(cl, GET("/file"));
+  CHECK(await_count(&B.requests, 1), "dispatched");
+  files_done = 0;
+  CHECK(fra_conn_sendfile(B.deferred[0], fd, 0, 8 << 20, "", 0) == 0, "waits for the client");
+  pass(1);
+  client_close(cl);
+  CHECK(await_count(&B.closes, 1), "closed");
+  pump(5);
+  CHECK(files_done == 0, "no on_file_done");
+  CHECK(open_fds() == fds0, "no descriptor left (%d, was %d)", open_fds(), fds0);
+  server_down();
+}
+
+/* The write timeout covers a file the client stopped taking. */
+static void test_sendfile_write_timeout(void) {
+  fra_config cfg = config();
+  cfg.timeout_write_ms = 50;
+  server_up(cfg);
+  B.mode = DEFER;
+  client *cl = connect_client(4096);
+  csends(cl, GET("/file"));
+  CHECK(await_count(&B.requests, 1), "dispatched");
+  CHECK(fra_conn_sendfile(B.deferred[0], temp_file(16 << 20), 0, 16 << 20, "", 0) == 0, "stalls");
+  CHECK(await_count(&B.disconnects, 1), "the client that reads nothing is dropped");
+  CHECK(await_count(&B.closes, 1), "closed");
+  client_close(cl);
+  server_down();
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   test_dispatch_and_keep_alive();
@@ -711,6 +836,9 @@ int main(void) {
   test_write_timeout_closes_a_stalled_reader();
   test_write_timeout_spares_a_slow_reader();
   test_loop_touched_by_a_queued_write();
+  test_sendfile_in_order_with_the_write_queue();
+  test_sendfile_client_leaves();
+  test_sendfile_write_timeout();
   test_accept_alloc_failure_keeps_accepting();
   test_fault_plan_parsing();
   test_pool_runs_jobs();

@@ -11,6 +11,9 @@
 
 typedef struct fra_state {
   PyTypeObject *ServerType, *ExchangeType, *ReadyType, *InputType, *CallType;
+  PyTypeObject *FileWrapperType;          /* wsgi.file_wrapper (wsgi.c) */
+  PyObject *asgi_extensions;              /* scope["extensions"] template: pathsend, zerocopy */
+  PyObject *scope_template;               /* every scope key, constants filled (request.c) */
   PyObject *enter_task, *leave_task;      /* asyncio.tasks._enter_task / _leave_task */
   PyObject *CancelledError, *InvalidStateError;
   PyObject *ClientDisconnected;           /* _core.ClientDisconnected(OSError): send after the
@@ -39,6 +42,8 @@ typedef struct fra_state {
   PyObject *s_REQUEST_METHOD, *s_PATH_INFO, *s_QUERY_STRING, *s_RAW_URI, *s_SERVER_PROTOCOL,
       *s_REMOTE_ADDR, *s_REMOTE_PORT, *s_SERVER_NAME, *s_SERVER_PORT, *s_CONTENT_LENGTH,
       *s_wsgi_input;
+  PyObject *s_http_response_zerocopy, *s_http_response_pathsend, *s_file, *s_offset, *s_count,
+      *s_extensions, *s_tell, *s_read, *s_fileno;
 } fra_state;
 
 /* The exception being raised, taken: normalized, with its traceback (NULL if none). */
@@ -96,9 +101,9 @@ typedef struct ServerObject {
 enum { FRA_IF_ASGI = 0, FRA_IF_WSGI = 1 };
 
 /* Pool thread -> loop thread requests (ExchangeObject.wflags) */
-enum { FRA_W_FINISH = 1, FRA_W_CONTINUE = 2, FRA_W_READ = 4, FRA_W_ABORT = 8 };
+enum { FRA_W_FINISH = 1, FRA_W_CONTINUE = 2, FRA_W_READ = 4, FRA_W_ABORT = 8, FRA_W_FILE = 16 };
 /* What a pool thread waits for (ExchangeObject.wait_for) */
-enum { FRA_WAIT_NONE = 0, FRA_WAIT_BODY = 1, FRA_WAIT_DRAIN = 2 };
+enum { FRA_WAIT_NONE = 0, FRA_WAIT_BODY = 1, FRA_WAIT_DRAIN = 2, FRA_WAIT_FILE = 3 };
 
 typedef struct ExchangeObject {
   PyObject_HEAD
@@ -122,6 +127,11 @@ typedef struct ExchangeObject {
   size_t head_len, head_cap;
   uint64_t app_cl, body_sent, out_pending;
   int status, num_cancels;
+  /* A file sent with sendfile (fra_conn_sendfile): WSGI hands it to the loop through these */
+  int file_fd, file_status;
+  uint64_t file_off, file_count;
+  char file_after[16];
+  uint8_t file_after_len, file_busy, file_last;
   uint8_t kind, started, head_sent, chunked, complete, task_done, gone, keep_alive, is_head,
       no_body, must_cancel, body_delivered, close_after, continue_sent, has_app_cl, own_req,
       has_date, has_server, waiting, wait_for, wflags, on_ready, finished, cancel_on_gone,
@@ -163,6 +173,14 @@ ExchangeObject *fra_exchange_new(ServerObject *so, fra_conn *c);
 int fra_ex_head_begin(ExchangeObject *ex, int status, const char *line, size_t line_len);
 int fra_ex_head_add(ExchangeObject *ex, const char *name, size_t nlen, const char *value, size_t vlen);
 int fra_ex_body(ExchangeObject *ex, const char *data, size_t len, int more);
+/** Frames count file bytes that the core sends next with fra_conn_sendfile: the head first if
+ * not sent (Content-Length: count when last and the app gave none), a chunk header in chunked
+ * framing; after (16 bytes) gets what follows the file: the chunk's CRLF, the last chunk when
+ * last.  Returns 1 when the file bytes are to be sent, 0 when the response carries no body
+ * (HEAD, 204, 304, count 0: what is due went out), -1 with an exception set. */
+int fra_ex_file_frame(ExchangeObject *ex, uint64_t count, int last, char *after, size_t *after_len);
+/** The core's on_file_done hook. */
+void fra_hook_file_done(fra_conn *c, int status);
 void fra_ex_finish(ExchangeObject *ex);
 PyObject *fra_ready_new(fra_state *st, PyObject *value);
 void fra_ex_cancel_all(ServerObject *so);
@@ -191,7 +209,7 @@ void fra_threads_drop_ready(ServerObject *so);     /* closing: release what wait
 void fra_threads_drop_job(void *job, void *so);    /* closing: a job no thread took */
 
 /* wsgi.c */
-extern PyType_Spec fra_input_spec;
+extern PyType_Spec fra_input_spec, fra_file_wrapper_spec;
 PyObject *fra_wsgi_input_new(ExchangeObject *ex);  /* wsgi.input streaming ex's body */
 void fra_wsgi_run(ExchangeObject *ex);             /* pool thread: serve ex the WSGI way */
 

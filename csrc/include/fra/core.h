@@ -26,6 +26,11 @@ typedef struct fra_hooks {
   void (*on_wakeup)(fra_server *s);
   /** The last connection closed after fra_server_shutdown(). */
   void (*on_drained)(fra_server *s);
+  /** (May be NULL.)  A file started with fra_conn_sendfile() that did not complete at once has ended:
+   * status 0 = all its bytes (and the bytes after it) went to the kernel; a negative UV error
+   * = the file could not be read to its announced end (the connection is closed after this
+   * call).  A client that goes away mid-file is reported by on_disconnect instead. */
+  void (*on_file_done)(fra_conn *c, int status);
 } fra_hooks;
 
 typedef struct fra_config {
@@ -119,6 +124,7 @@ struct fra_conn {
   uint64_t queued_total;       /* bytes ever handed to uv_write */
   uint64_t taken_mark;         /* bytes the client had taken at the last check */
   struct sockaddr_storage *peer; /* lazily filled */
+  struct fra_file_out *fout;   /* sendfile state, made on the first file (conn.c); else NULL */
 };
 
 /* ---- server ---- */
@@ -165,6 +171,17 @@ static inline uv_buf_t fra_buf(const char *base, size_t len) {
  * bytes of a final response (not a 1xx) mark the response as begun (no 408 after that).
  * Returns 0 or a negative UV error (the connection is then being closed). */
 int fra_conn_write(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs);
+/** Sends count bytes of the regular file fd, from offset, with sendfile(2): after every byte
+ * written before this call and before any written after it (those are held meanwhile), then
+ * the `after` bytes (at most 16: a chunk's CRLF, the last chunk).  No byte of the file passes
+ * through user space.  The connection owns fd from this call, whatever it returns (closed
+ * once sent or at close).  Returns 1 if everything went to the kernel before returning, 0 if
+ * it goes on as the client takes output (then on_file_done reports the end), or a negative UV
+ * error (UV_EBUSY: a file is already being sent; otherwise the connection is being closed).
+ * The write timeout applies as to queued bytes. */
+int fra_conn_sendfile(fra_conn *c, int fd, uint64_t offset, uint64_t count, const char *after, size_t after_len);
+/** Bytes sent with sendfile(2) by this process (every server), for tests and stats. */
+uint64_t fra_sendfile_bytes(void);
 /** Asked when a response head is framed: 1 if the connection may stay open after it, 0 if
  * the head must say Connection: close.  0 while the server drains; 0 when the request body is
  * still arriving and cannot be dropped after the response (chunked, more than
@@ -172,7 +189,8 @@ int fra_conn_write(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs);
  * The answer stands for fra_conn_finish: a response that kept the connection has the rest of
  * its request body read and dropped (RFC 9112 9.6). */
 int fra_conn_may_keep_alive(fra_conn *c, int continue_sent);
-/** Bytes queued in libuv and not yet written. */
+/** Output not yet handed to the kernel: bytes queued in libuv, bytes held behind a file, and
+ * what is left of the file being sent. */
 size_t fra_conn_queued(fra_conn *c);
 /** Asks for on_drain once the write queue falls below the low watermark. */
 void fra_conn_want_drain(fra_conn *c);
@@ -278,6 +296,20 @@ fra_conn *fra__conn_open_fd(fra_server *s, int fd);
  * callback gives, then its read callback), for the fuzz drivers and unit tests.  Returns how
  * many were taken (a read is at most one buffer); 0 when the connection is not reading. */
 size_t fra__conn_deliver(fra_conn *c, const char *data, size_t len);
+/** conn.c, for fileout.c: shut the write side now (a linger close waited for a file); the
+ * client is to take output from now (the write timeout starts unless output already waits). */
+void fra__conn_shut_write(fra_conn *c);
+void fra__conn_output_waits(fra_conn *c);
+/* fileout.c: sendfile(2) in order with the write queue */
+typedef struct fra_file_out fra_file_out;
+int fra__fileout_active(const fra_conn *c);        /* a file is being sent */
+size_t fra__fileout_pending(const fra_conn *c);    /* held bytes + what is left of the file */
+/** Copies bytes written while a file is under way, to follow it.  0 or UV_ENOMEM. */
+int fra__fileout_hold(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs, size_t total);
+void fra__fileout_shut_after(fra_conn *c);         /* shut the write side once the file is out */
+void fra__fileout_queue_empty(fra_conn *c);        /* libuv's queue emptied: a waiting file starts */
+int fra__fileout_close(fra_conn *c, uv_close_cb cb); /* closing: 1 if a handle closes with cb */
+void fra__fileout_free(fra_conn *c);               /* after that handle's close callback */
 /* accesslog.c */
 int fra__access_log_init(fra_server *s);
 void fra__access_log(fra_server *s, fra_conn *c, int status, uint64_t bytes);
