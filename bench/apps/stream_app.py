@@ -6,7 +6,8 @@ stream, Server-Sent Events to many clients.  Every peer serves the same endpoint
   GET  /stream/<int:mib>     <mib> MiB generated: an async generator of 64 KiB bytes chunks
   GET  /hello                {"hello":"world"}: what an idle keep-alive connection asked for
   GET  /sse/features         {"stream_group": <does _core.StreamGroup exist>}
-  GET  /sse/sub              a subscription to the app's Broadcast (EventStream, no ping)
+  GET  /sse/sub              a subscription to the app's Broadcast (EventStream, no ping; a
+                             retry field first, so the head leaves at once)
   GET  /sse/py               the same fan-out done in Python: one generator per stream waiting
                              for the next event (reference: what Broadcast saves)
   POST /sse/publish          publishes the body (bytes) as one event to both; {"sent": n}
@@ -93,7 +94,7 @@ def _ours():
 
     class Sub(AsyncResource):
         async def get(self):
-            return EventStream(broadcast.subscribe(), ping=None)
+            return EventStream(broadcast.subscribe(), ping=None, retry=1000)
 
     class PySub(AsyncResource):
         async def get(self):
@@ -106,7 +107,7 @@ def _ours():
                         yield py_waiters["data"]
                 finally:
                     py_waiters["streams"] -= 1
-            return EventStream(events(), ping=None)
+            return EventStream(events(), ping=None, retry=1000)
 
     class Publish(AsyncResource):
         async def post(self):
