@@ -7,7 +7,9 @@ SYSPKGS     := build-essential pkg-config libuv1-dev node-llhttp libssl-dev
 # The tests and the bench start their own redis-server on a free port (never the machine's
 # 6379); redis-tools brings redis-cli and redis-benchmark, openssl makes the TLS test certificate.
 REDISPKGS   := redis-server redis-tools openssl
-TESTSYSPKGS := $(SYSPKGS) $(REDISPKGS)
+# Chromium and its WebDriver: the EventSource test in a real browser (tests/browser.py).
+BROWSERPKGS := chromium chromium-driver
+TESTSYSPKGS := $(SYSPKGS) $(REDISPKGS) $(BROWSERPKGS) curl
 SMOKEPKGS   := $(SYSPKGS) wrk util-linux valgrind
 BENCHPKGS   := $(SMOKEPKGS) $(REDISPKGS)
 FUZZPKGS    := clang libclang-rt-14-dev
