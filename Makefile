@@ -10,7 +10,7 @@ REDISPKGS   := redis-server redis-tools openssl
 # Chromium and its WebDriver: the EventSource test in a real browser (tests/browser.py).
 BROWSERPKGS := chromium chromium-driver
 TESTSYSPKGS := $(SYSPKGS) $(REDISPKGS) $(BROWSERPKGS) curl
-SMOKEPKGS   := $(SYSPKGS) wrk util-linux valgrind
+SMOKEPKGS   := $(SYSPKGS) wrk util-linux valgrind curl
 BENCHPKGS   := $(SMOKEPKGS) $(REDISPKGS)
 FUZZPKGS    := clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
