@@ -92,7 +92,8 @@ def evaluate(target, results):
     ]
     if missing:
         why = [res["not_available"] for res in (mine, other) if res and res.get("not_available")]
-        out.update(value=None, status="N/A", note="; ".join(why) or "no result for " + ", ".join(missing))
+        out.update(value=None, status="N/A",
+                   note="; ".join(why) or "no result for " + ", ".join(missing))
         return out
     if target.kind == "ratio":
         value = mine[target.metric] / other[target.metric] if other[target.metric] else None

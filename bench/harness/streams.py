@@ -7,6 +7,7 @@ Each is a `measure(sc, srv, settings)` for scenarios of kind "server": the runne
 the server (fresh, pinned to core 0) and checked its answer; the clients run on core 1."""
 
 import json
+import select
 import shutil
 import statistics
 import subprocess
@@ -72,8 +73,6 @@ SSE_PUBLISHES = 5  # events published one after the other; the median of their t
 
 def _spawn_clients(port, path, count, mode):
     """The client process with a pipe for its commands (procs.spawn has no stdin pipe)."""
-    import os
-
     argv = [sys.executable, str(BENCH / "sse_clients.py"), "--port", str(port),
             "--path", path, "--count", str(count), "--mode", mode]
     if procs.can_pin():
@@ -85,8 +84,6 @@ def _spawn_clients(port, path, count, mode):
 
 
 def _read_line(proc, timeout):
-    import select
-
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     if not ready:
         raise OSError(f"the SSE client said nothing within {timeout:.0f} s")
@@ -171,12 +168,14 @@ def measure_sse(sc, srv, settings):
     complete = [e for e in events if e["received"] == e["streams"] == streams["alive"]]
     lasts = [e["last_ms"] for e in events if e["last_ms"] is not None]
     res["publish_last_ms"] = statistics.median(lasts) if lasts else None
-    res["publish_p50_ms"] = statistics.median(e["p50_ms"] for e in events if e["p50_ms"] is not None) if lasts else None
+    mids = [e["p50_ms"] for e in events if e["p50_ms"] is not None]
+    res["publish_p50_ms"] = statistics.median(mids) if mids else None
     lost = sum(e["streams"] - e["received"] for e in events)
     res["error_total"] = (idle["failed"] + streams["failed"] + lost
                           + (count - streams["alive"]) + (count - idle["alive"]))
     if len(complete) < len(events):
-        res["note"] = f"{len(events) - len(complete)} of {len(events)} events did not reach every stream"
+        res["note"] = (f"{len(events) - len(complete)} of {len(events)} events did not reach "
+                       "every stream")
     return res
 
 
