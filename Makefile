@@ -7,8 +7,10 @@ SYSPKGS     := build-essential pkg-config libuv1-dev node-llhttp libssl-dev
 # The tests and the bench start their own redis-server on a free port (never the machine's
 # 6379); redis-tools brings redis-cli and redis-benchmark, openssl makes the TLS test certificate.
 REDISPKGS   := redis-server redis-tools openssl
-TESTSYSPKGS := $(SYSPKGS) $(REDISPKGS)
-SMOKEPKGS   := $(SYSPKGS) wrk util-linux valgrind
+# Chromium and its WebDriver: the EventSource test in a real browser (tests/browser.py).
+BROWSERPKGS := chromium chromium-driver
+TESTSYSPKGS := $(SYSPKGS) $(REDISPKGS) $(BROWSERPKGS) curl
+SMOKEPKGS   := $(SYSPKGS) wrk util-linux valgrind curl
 BENCHPKGS   := $(SMOKEPKGS) $(REDISPKGS)
 FUZZPKGS    := clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60

@@ -5,15 +5,18 @@
     curl localhost:8000/items/1               # sync Resource (runs in the thread pool)
     curl -d name=plum localhost:8000/items    # reqparse + marshal
     curl -X POST localhost:8000/counters/hits # a counter in Redis (REDIS_URL)
+    open http://localhost:8000/events/page    # EventSource: numbered events that resume
+    curl -N localhost:8000/events             # the same stream, as Server-Sent Events
 """
 import asyncio
 import functools
 import os
 
-from flask import Flask
+from flask import Flask, Response, request
 
 from flask_restful_async import Api, AsyncResource, Resource, abort, fields, marshal_with, reqparse
 from flask_restful_async.redis import Redis, RedisError
+from flask_restful_async.streaming import Event, EventStream, last_event_id
 
 app = Flask(__name__)
 api = Api(app)
@@ -83,3 +86,79 @@ api.add_resource(Hello, "/")
 api.add_resource(ItemList, "/items")
 api.add_resource(Item, "/items/<int:item_id>", endpoint="item")
 api.add_resource(Counter, "/counters/<name>")
+
+
+# Server-Sent Events that resume: /events sends events numbered 1..count (?count=, default 20)
+# with their number as id, and ends the connection after `per` events (?per=, default 5), as a
+# server going away would.  The browser's EventSource reconnects with a Last-Event-ID header,
+# and the stream goes on after that id.  /events/page shows it; /events/seen lists the
+# Last-Event-ID headers the stream was asked with (null: a first connection).
+SEEN_LAST_IDS = []
+
+
+class Events(AsyncResource):
+    async def get(self):
+        after = last_event_id()
+        SEEN_LAST_IDS.append(after)
+        start = int(after) if after and after.isdigit() else 0
+        count = request.args.get("count", 20, type=int)
+        per = max(1, request.args.get("per", 5, type=int))
+
+        async def numbered():
+            for n in range(start + 1, min(start + per, count) + 1):
+                yield Event(data={"n": n}, id=str(n))
+                await asyncio.sleep(0.01)  # any awaitable: events arrive over time
+        # retry: the browser reconnects 100 ms after the stream ends
+        return EventStream(numbered(), ping=None, retry=100)
+
+
+class SeenLastIds(AsyncResource):
+    async def get(self):
+        return {"last_event_ids": SEEN_LAST_IDS}
+
+
+EVENTS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Server-Sent Events</title></head>
+<body>
+<h1>Events</h1>
+<p>Status: <span id="status">connecting</span>, connections opened: <span id="opens">0</span></p>
+<ol id="ids"></ol>
+<script>
+  const params = new URLSearchParams(location.search);
+  const count = Number(params.get("count") || 20);
+  const source = new EventSource("/events?" + params.toString());
+  const list = document.getElementById("ids");
+  window.ids = [];
+  window.done = false;
+  source.onopen = () => {
+    const opens = document.getElementById("opens");
+    opens.textContent = Number(opens.textContent) + 1;
+    document.getElementById("status").textContent = "open";
+  };
+  source.onerror = () => {  // the stream ended: EventSource reconnects by itself
+    if (!window.done) document.getElementById("status").textContent = "reconnecting";
+  };
+  source.onmessage = (event) => {
+    window.ids.push(event.lastEventId);
+    const item = document.createElement("li");
+    item.textContent = event.lastEventId + ": " + event.data;
+    list.appendChild(item);
+    if (Number(event.lastEventId) >= count) {
+      source.close();
+      window.done = true;
+      document.getElementById("status").textContent = "done";
+    }
+  };
+</script>
+</body></html>
+"""
+
+
+class EventsPage(AsyncResource):
+    async def get(self):
+        return Response(EVENTS_PAGE, mimetype="text/html")
+
+
+api.add_resource(Events, "/events")
+api.add_resource(SeenLastIds, "/events/seen")
+api.add_resource(EventsPage, "/events/page")

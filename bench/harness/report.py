@@ -81,7 +81,8 @@ def machine():
 
 def evaluate(target, results):
     """PASS/FAIL (or N/A when a run is missing) for one target; a run with errors is noted."""
-    out = {"label": target.label, "kind": target.kind, "threshold": target.threshold}
+    out = {"label": target.label, "kind": target.kind, "threshold": target.threshold,
+           "unit": target.unit}
     mine = results.get(target.run)
     other = results.get(target.other) if target.other else None
     missing = [
@@ -90,7 +91,9 @@ def evaluate(target, results):
         if name and (res is None or "failed" in res or res.get(target.metric) is None)
     ]
     if missing:
-        out.update(value=None, status="N/A", note="no result for " + ", ".join(missing))
+        why = [res["not_available"] for res in (mine, other) if res and res.get("not_available")]
+        out.update(value=None, status="N/A",
+                   note="; ".join(why) or "no result for " + ", ".join(missing))
         return out
     if target.kind == "ratio":
         value = mine[target.metric] / other[target.metric] if other[target.metric] else None
@@ -144,16 +147,20 @@ def _target_value(t):
         return "-"
     if t["kind"] == "ratio":
         return f"{t['value']:.2f}x"
-    if t["label"].startswith("RSS"):
+    if t["label"].startswith("RSS") or t.get("unit") == "B":
         return f"{t['value']:,.0f} B"
+    if t.get("unit") == "ms":
+        return f"{t['value']:,.1f} ms"
     return f"{t['value']:.3f} s"
 
 
 def _target_need(t):
     if t["kind"] == "ratio":
         return f">= {t['threshold']:.1f}x"
-    if t["label"].startswith("RSS"):
+    if t["label"].startswith("RSS") or t.get("unit") == "B":
         return f"<= {t['threshold']:,.0f} B"
+    if t.get("unit") == "ms":
+        return f"<= {t['threshold']:,.0f} ms"
     return f"<= {t['threshold']:.2f} s"
 
 
@@ -282,7 +289,44 @@ def client_table(results, ours="ours"):
     return lines, notes
 
 
-TABLES = {"wrk": _wrk_table, "idle": _idle_table, "rss": _rss_table,
+def _server_table(sc, results):
+    """A scenario's own columns (kind "server"), and a ratio column for the first one."""
+    cols = sc.columns
+    head = ["server"] + [c[0] for c in cols]
+    first = cols[0][1] if cols else None
+    ours = results.get(sc.ours) if sc.ours else None
+    mine = ours.get(first) if ours and first else None
+    if sc.ours:
+        head.append(f"{sc.ours} / server")
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    notes = []
+    for run in sc.runs:
+        res = results.get(run.label)
+        if res is None:
+            continue
+        if "failed" in res or "not_available" in res:
+            why = res.get("failed") or res["not_available"]
+            lines.append(f"| {run.label} | " + ("FAILED" if "failed" in res else "not available")
+                         + " |" * (len(head) - 1))
+            notes.append(f"- {run.label}: {why.splitlines()[0]}")
+            continue
+        cells = [run.label]
+        for _, key, fmt in cols:
+            value = res.get(key)
+            cells.append("-" if value is None else fmt(value))
+        if sc.ours:
+            theirs = res.get(first)
+            cells.append(f"{mine / theirs:.2f}x" if mine and theirs else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+        if res.get("error_total"):
+            notes.append(f"- {run.label}: {res['error_total']} errors (connections not held or "
+                         "events not received; flagged)")
+        if res.get("note"):
+            notes.append(f"- {run.label}: {res['note']}")
+    return lines, notes
+
+
+TABLES = {"server": _server_table, "wrk": _wrk_table, "idle": _idle_table, "rss": _rss_table,
           "client": lambda sc, results: client_table(results, sc.ours)}
 
 

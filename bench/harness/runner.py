@@ -73,6 +73,7 @@ def start(run, sc, settings, logdir, service=None):
             raise StartError(f"could not be executed: {e}")
     started = Started(proc, port, log)
     started.service = service
+    started.run, started.logdir = run, logdir
     deadline = time.monotonic() + settings.start_timeout
     last = None
     while True:
@@ -213,7 +214,13 @@ def measure_rss(sc, srv, settings):
     return res
 
 
-MEASURE = {"wrk": measure_wrk, "idle": measure_idle, "rss": measure_rss}
+def measure_server(sc, srv, settings):
+    """A scenario's own measurement of a started server (kind "server", e.g. streams.py)."""
+    return sc.measure(sc, srv, settings)
+
+
+MEASURE = {"wrk": measure_wrk, "idle": measure_idle, "rss": measure_rss,
+           "server": measure_server}
 
 
 def run_scenario(sc, settings, logdir, say=print):
@@ -265,6 +272,8 @@ def _summary(sc, res):
     if sc.kind == "wrk":
         err = f", {res['error_total']} errors" if res["error_total"] else ""
         return f"{res['rps']:,.0f} req/s, p99 {res['p99_ms']:.2f} ms{err}"
+    if sc.kind == "server":
+        return sc.summary(res)
     if sc.kind == "idle":
         return f"{res['cpu_s']:.3f} CPU s in {res['seconds']:.0f} s, {res['wakeups']} wakeups"
     per = res["rss_per_conn"]

@@ -32,8 +32,8 @@ HELLO = b'{"hello":"world"}'
 UPLOAD_SIZE = 1 << 20
 DOWNLOAD_SIZE = 10 << 20
 
-# The smoke run (CI): hello only, these servers only, short runs.
-SMOKE_SERVERS = ("ours-asgi", "ours-wsgi", "uvicorn")
+# The smoke run (CI): hello and stream-100m only, these servers only, short runs.
+SMOKE_SERVERS = ("ours-asgi", "ours-wsgi", "uvicorn", "ours-api-t8", "uvicorn-starlette")
 
 
 class CheckFailed(Exception):
@@ -78,7 +78,12 @@ class Scenario:
     # .cpu_seconds(): a process the runs need, e.g. redis-server, up for the whole scenario
     service: Optional[Callable] = None
     # kind "client": measure(sc, settings, service, say) -> {label: result}
+    # kind "server": measure(sc, srv, settings) -> result, of a server the runner started
     measure: Optional[Callable] = None
+    summary: Optional[Callable] = None  # kind "server": summary(result) -> one line
+    # kind "server": the report's table, (header, result key, format(value) -> str) per column
+    columns: list = field(default_factory=list)
+    sse_paths: dict = field(default_factory=dict)  # sse-10k: the stream path per run label
 
 
 REGISTRY = []
@@ -391,4 +396,155 @@ def redis_client_alone():
                  Target("redis client LRANGE 0 99: ours vs redis-py (hiredis)", "ratio", "ours",
                         1.5, "redis-py", metric="lrange_ops")],
         repeat=REDIS_REPEAT, service=_redis_service, measure=_measure_redis_client,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios (issue 10): streaming.  One app, bench/apps/stream_app.py, with the same endpoints
+# for every peer: ours is an Api app (AsyncResources, native path), the peer Starlette on
+# uvicorn, and for files also a raw ASGI app answering with http.response.pathsend on Granian.
+
+STREAM_FILE_SIZE = 50_000
+STREAM_MIB = 100
+SSE_PER_STREAM_MAX = 4096  # bytes of RSS per SSE stream above an idle keep-alive connection
+SSE_PUBLISH_MAX_MS = 200.0  # one published event to the last of the streams
+
+
+def _stream_app():
+    from apps import stream_app
+
+    return stream_app
+
+
+def check_file(port):
+    expected = _stream_app().file_bytes()
+    r = load.request(port, "GET", "/file")
+    if r.status != 200 or r.body != expected:
+        raise CheckFailed(f"GET /file: {r.status} with {len(r.body)} bytes {r.body[:60]!r}, "
+                          f"expected 200 with the {len(expected)}-byte file")
+
+
+def check_put_upload(port):
+    r = load.request(
+        port, "PUT", "/upload", body=_UPLOAD_BODY,
+        headers={"Content-Type": "application/octet-stream"},
+    )  # fmt: skip
+    if r.status != 200 or json.loads(r.body or b"{}").get("received") != UPLOAD_SIZE:
+        raise CheckFailed(f"PUT 1 MiB: {r.status} {r.body[:80]!r}, expected received={UPLOAD_SIZE}")
+
+
+def check_stream(port):
+    r = load.request(port, "GET", "/stream/1", timeout=30)
+    if r.status != 200 or r.body != b"x" * (1 << 20):
+        raise CheckFailed(f"GET /stream/1: {r.status} with {len(r.body)} bytes, expected 1 MiB")
+
+
+def _stream_runs(peer_attr="starlette_app"):
+    ours = ours_api()
+    return ours, [Run(ours.name, ours, "stream_app:app"),
+                  Run("uvicorn-starlette", UVICORN, "stream_app:" + peer_attr)]
+
+
+@scenario
+def stream_file():
+    ours, runs_ = _stream_runs()
+    runs_.append(Run("granian-pathsend", GRANIAN_ASGI, "stream_app:pathsend_app"))
+    return Scenario(
+        "file-50k", "50 KB file",
+        f"GET /file, a {STREAM_FILE_SIZE:,}-byte file: an AsyncResource returning send_file on "
+        "ours; Starlette's FileResponse on uvicorn; a raw ASGI app answering with "
+        "http.response.pathsend on Granian (the server sends the file). 100 keep-alive "
+        "connections.", "wrk",
+        runs_, ours=ours.name, check=check_file, path="/file", payload_bytes=STREAM_FILE_SIZE,
+        targets=[Target("file 50k: ours vs Starlette FileResponse on uvicorn", "ratio", ours.name,
+                        1.5, "uvicorn-starlette"),
+                 Target("file 50k: ours vs pathsend on granian", "ratio", ours.name, 1.0,
+                        "granian-pathsend")],
+    )  # fmt: skip
+
+
+@scenario
+def stream_upload():
+    ours, runs_ = _stream_runs()
+    return Scenario(
+        "upload-1m", "1 MiB uploads read as they arrive",
+        "PUT /upload with a 1 MiB body (lua/upload_put.lua): an AsyncResource reading it with "
+        "body_chunks() on ours, `async for chunk in request.stream()` in Starlette on uvicorn; "
+        "both answer with the byte count. 32 connections.", "wrk",
+        runs_, ours=ours.name, check=check_put_upload, path="/upload", connections=32,
+        lua=str(LUA_DIR / "upload_put.lua"), payload_bytes=UPLOAD_SIZE,
+        targets=[Target("upload 1 MiB: ours vs Starlette request.stream() on uvicorn", "ratio",
+                        ours.name, 1.2, "uvicorn-starlette")],
+    )  # fmt: skip
+
+
+def _stream_columns():
+    from .report import _n
+
+    return [("MiB/s (median)", "mib_s", lambda v: _n(v, 0)),
+            ("every run, MiB/s", "mib_s_all", lambda v: ", ".join(_n(x, 0) for x in v)),
+            ("server CPU s per download", "server_cpu_s", lambda v: f"{v:.2f}")]
+
+
+@scenario
+def stream_generated():
+    from . import streams
+
+    ours, runs_ = _stream_runs()
+    return Scenario(
+        "stream-100m", f"{STREAM_MIB} MiB generated stream, one fast reader",
+        f"GET /stream/{STREAM_MIB}: an async generator yielding {STREAM_MIB * 16:,} chunks of "
+        "64 KiB (bytes), returned by an AsyncResource on ours, in a StreamingResponse of "
+        f"Starlette on uvicorn; read by `curl -o /dev/null` on core 1, {streams.STREAM_RUNS} "
+        "downloads after one dropped, the median reported.", "server",
+        runs_, ours=ours.name, check=check_stream, path=f"/stream/{STREAM_MIB}",
+        payload_bytes=STREAM_MIB << 20, smoke=True,
+        measure=streams.measure_stream, summary=streams.summary_stream, columns=_stream_columns(),
+        targets=[Target(f"stream {STREAM_MIB} MiB: ours vs Starlette StreamingResponse on "
+                        "uvicorn", "ratio", ours.name, 1.5, "uvicorn-starlette",
+                        metric="mib_s")],
+    )  # fmt: skip
+
+
+def _sse_columns():
+    def kib(v):
+        return "-" if v is None else f"{v / 1024:,.2f} KiB"
+
+    def ms(v):
+        return "-" if v is None else f"{v:,.1f} ms"
+
+    return [("streams held", "streams_held", lambda v: f"{v:,}"),
+            ("RSS per idle conn", "rss_per_idle_conn", kib),
+            ("RSS per stream", "rss_per_stream", kib),
+            ("extra per stream", "rss_extra_per_stream", kib),
+            ("event to the last (median)", "publish_last_ms", ms),
+            ("event to the median stream", "publish_p50_ms", ms)]
+
+
+@scenario
+def sse_many():
+    from . import streams
+
+    ours = ours_api()
+    fanout = ours.name + "-python-fanout"
+    n = streams.SSE_STREAMS
+    return Scenario(
+        "sse-10k", f"{n:,} Server-Sent Events streams on one worker",
+        f"bench/sse_clients.py (asyncio + uvloop, core 1) opens {n:,} connections. RSS: "
+        f"{n:,} idle keep-alive connections (GET /hello) on one fresh server, {n:,} event streams "
+        "on another; (RSS growth per stream) - (RSS growth per idle connection). Then "
+        f"{streams.SSE_PUBLISHES} events published one at a time (POST /sse/publish -> "
+        "Broadcast.publish); the time from writing the POST until the last stream has the event "
+        f"(median of the {streams.SSE_PUBLISHES}; the client's own reading of {n:,} sockets is "
+        f"included). `{ours.name}`: EventStream(broadcast.subscribe()), the fan-out in C "
+        f"(_core.StreamGroup); `{fanout}` (reference): one async generator per stream awaiting "
+        "an asyncio.Event.", "server",
+        [Run(ours.name, ours, "stream_app:app"), Run(fanout, ours, "stream_app:app")],
+        check=check_json("/hello", {"hello": "world"}), connections=n,
+        measure=streams.measure_sse, summary=streams.summary_sse, columns=_sse_columns(),
+        sse_paths={ours.name: "/sse/sub", fanout: "/sse/py"},
+        targets=[Target("SSE: RSS per stream above an idle connection", "max", ours.name,
+                        SSE_PER_STREAM_MAX, metric="rss_extra_per_stream", unit="B"),
+                 Target(f"SSE: one event to the last of {n:,} streams", "max", ours.name,
+                        SSE_PUBLISH_MAX_MS, metric="publish_last_ms", unit="ms")],
     )  # fmt: skip
