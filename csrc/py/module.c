@@ -140,7 +140,11 @@ static int module_exec(PyObject *m) {
   st->ReadyType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_ready_spec, NULL);
   st->InputType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_input_spec, NULL);
   st->CallType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_call_spec, NULL);
-  if (!st->ServerType || !st->ExchangeType || !st->ReadyType || !st->InputType || !st->CallType) return -1;
+  st->StreamGroupType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_stream_group_spec, NULL);
+  if (!st->ServerType || !st->ExchangeType || !st->ReadyType || !st->InputType || !st->CallType ||
+      !st->StreamGroupType)
+    return -1;
+  if (PyModule_AddType(m, st->StreamGroupType) < 0) return -1;
   if (PyModule_AddType(m, st->ServerType) < 0) return -1;
   if (PyModule_AddType(m, st->ExchangeType) < 0) return -1;
   if (fra_server_add_limits(m) < 0) return -1;
