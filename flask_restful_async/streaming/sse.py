@@ -185,7 +185,8 @@ class EventStream(StreamResponse):
                 async for item in source:
                     await queue.put((0, item))
                 await queue.put((1, None))
-            except BaseException as exc:  # noqa: B902 - handed to the writer
+            except Exception as exc:  # handed to the writer; not CancelledError: cancelled
+                # by a writer that has stopped reading, a put on the full queue would hang
                 await queue.put((2, exc))
 
         reader = asyncio.get_running_loop().create_task(read())

@@ -15,6 +15,7 @@ GET  /events/broadcast          a subscription to the app's Broadcast (history 1
                                 than 64 KiB waiting
 POST /events/publish            publishes the JSON body's "data" (and "id") to it, "count"
                                 times ("small": to the second one); says how many got each
+GET  /events/subscribers        how many subscribe to each Broadcast
 GET  /events/flood              4 KiB events as fast as the client takes them, ping off,
                                 send_timeout=?timeout (default 0.5 s); state "flood_closed"
                                 counts the generators whose finally ran
@@ -38,7 +39,8 @@ app = Flask(__name__)
 api = Api(app)
 FILES = os.environ.get("FRA_TEST_FILES", "/nonexistent")
 LOG = os.environ.get("FRA_TEST_LOG", "/nonexistent/log")
-state = {"closed": 0, "started": 0, "upload_bytes": 0, "flood_closed": 0, "flood_started": 0}
+state = {"closed": 0, "started": 0, "upload_bytes": 0, "flood_closed": 0, "flood_started": 0,
+         "sub_started": 0, "sub_ended": 0}
 broadcast = Broadcast(history=100)
 small_broadcast = Broadcast(max_queued=64 * 1024)
 
@@ -123,10 +125,27 @@ class Quiet(AsyncResource):
         return EventStream(nothing(), ping=0.2)
 
 
+class CountedStream(EventStream):
+    """An EventStream that counts, in state "sub_started" and "sub_ended", the streams whose
+    handler began and ended."""
+
+    async def serve(self, out):
+        state["sub_started"] += 1
+        try:
+            await super().serve(out)
+        finally:
+            state["sub_ended"] += 1
+
+
 class Subscribe(AsyncResource):
     async def get(self):
         source = small_broadcast if request.args.get("small") else broadcast
-        return EventStream(source.subscribe(last_event_id()), ping=15)
+        return CountedStream(source.subscribe(last_event_id()), ping=15)
+
+
+class Subscribers(AsyncResource):
+    async def get(self):
+        return {"broadcast": len(broadcast), "small": len(small_broadcast)}
 
 
 class Publish(AsyncResource):
@@ -195,6 +214,7 @@ api.add_resource(Quiet, "/events/quiet")
 api.add_resource(Subscribe, "/events/broadcast")
 api.add_resource(Publish, "/events/publish")
 api.add_resource(Flood, "/events/flood")
+api.add_resource(Subscribers, "/events/subscribers")
 api.add_resource(Files, "/files/<path:path>")
 api.add_resource(FileObject, "/file-object/<path:path>")
 api.add_resource(Upload, "/upload")
