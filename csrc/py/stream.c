@@ -37,6 +37,8 @@ static int stream_ready(ExchangeObject *ex, const char *what) {
     return -1;
   }
   if (!ex->head_sent && fra_ex_body(ex, "", 0, 1) < 0) return -1;
+  /* The request stays for the stream's whole life: its buffers need be no larger than it. */
+  if (ex->req && ex->req->complete) fra_req_shrink(ex->req);
   return 0;
 }
 

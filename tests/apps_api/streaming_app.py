@@ -10,11 +10,15 @@ GET  /stream/sync               a sync Resource returning a sync generator
 GET  /state                     what the generators recorded (closed: their finally ran)
 GET  /events                    an EventStream of ticks with ids, resuming after Last-Event-ID
 GET  /events/quiet              an EventStream that says nothing (pings only), ping=0.2
+GET  /events/idle               an EventStream whose source never yields, ping=15 (what an idle
+                                stream costs: bench/sse_memory.py)
 GET  /events/broadcast          a subscription to the app's Broadcast (history 100);
                                 ?small=1: to a second one that drops a subscriber with more
                                 than 64 KiB waiting
 POST /events/publish            publishes the JSON body's "data" (and "id") to it, "count"
                                 times ("small": to the second one); says how many got each
+GET  /events/broadcast/plain    the same subscription as a plain EventStream, nothing read from
+                                the request but Last-Event-ID (bench/sse_memory.py)
 GET  /events/subscribers        how many subscribe to each Broadcast
 GET  /events/flood              4 KiB events as fast as the client takes them, ping off,
                                 send_timeout=?timeout (default 0.5 s); state "flood_closed"
@@ -125,6 +129,14 @@ class Quiet(AsyncResource):
         return EventStream(nothing(), ping=0.2)
 
 
+class Idle(AsyncResource):
+    async def get(self):
+        async def nothing():
+            await asyncio.Event().wait()
+            yield "never"
+        return EventStream(nothing(), ping=15)
+
+
 class CountedStream(EventStream):
     """An EventStream that counts, in state "sub_started" and "sub_ended", the streams whose
     handler began and ended."""
@@ -141,6 +153,11 @@ class Subscribe(AsyncResource):
     async def get(self):
         source = small_broadcast if request.args.get("small") else broadcast
         return CountedStream(source.subscribe(last_event_id()), ping=15)
+
+
+class PlainSubscribe(AsyncResource):
+    async def get(self):
+        return EventStream(broadcast.subscribe(last_event_id()), ping=15)
 
 
 class Subscribers(AsyncResource):
@@ -211,9 +228,11 @@ api.add_resource(SyncStream, "/stream/sync")
 api.add_resource(State, "/state")
 api.add_resource(Ticks, "/events")
 api.add_resource(Quiet, "/events/quiet")
+api.add_resource(Idle, "/events/idle")
 api.add_resource(Subscribe, "/events/broadcast")
 api.add_resource(Publish, "/events/publish")
 api.add_resource(Flood, "/events/flood")
+api.add_resource(PlainSubscribe, "/events/broadcast/plain")
 api.add_resource(Subscribers, "/events/subscribers")
 api.add_resource(Files, "/files/<path:path>")
 api.add_resource(FileObject, "/file-object/<path:path>")
