@@ -1,8 +1,10 @@
 /* conn.c — one client connection: accept, read, the parse/dispatch state machine, pipelining
  * (one request served at a time, responses in order), timers (header, keep-alive, drain,
- * linger, body and write timeouts), dropping the rest of a body after an early response,
- * backpressure both ways, the write path and closing.  Owns the conn struct, its libuv handles,
- * its pending-bytes buffer, and each request until it is dispatched.  Loop thread only; the
+ * linger, body and write timeouts, a stream's keepalive pings), dropping the rest of a body
+ * after an early response, backpressure both ways, the write path (copied or shared buffers)
+ * and closing.  Owns the conn struct, its libuv handles, its pending-bytes buffer, its stream
+ * settings (fra_conn_stream), and each request until it is dispatched; a queued shared buffer
+ * is held by one reference per write.  Loop thread only; the
  * bridge calls in with the GIL held and hooks are called with it held. */
 #include <stdlib.h>
 #include <string.h>
