@@ -138,6 +138,10 @@ class Exchange:
     def cancel_on_disconnect(self) -> None:
         """From now on a client that leaves cancels the handler, as task.cancel() would."""
 
+    def then(self, coro: Any) -> None:
+        """Once the handler's coroutine returns, drive coro in its place, as the same task
+        (a stream's sender: the frames that made it are not kept while it runs)."""
+
     # -- a long-lived streamed response (after http.response.start; the head is written now)
     def keepalive(self, interval_seconds: float, data: bytes) -> None:
         """Whenever nothing has been written for interval_seconds, the connection's timer

@@ -63,6 +63,7 @@ static int ex_traverse(ExchangeObject *ex, visitproc visit, void *arg) {
   Py_VISIT(ex->wsgi_ctx);
   Py_VISIT(ex->environ);
   Py_VISIT(ex->group);
+  Py_VISIT(ex->next_coro);
   return 0;
 }
 
@@ -86,6 +87,7 @@ static int ex_clear(ExchangeObject *ex) {
   Py_CLEAR(ex->wsgi_app);
   Py_CLEAR(ex->wsgi_ctx);
   Py_CLEAR(ex->environ);
+  Py_CLEAR(ex->next_coro);
   return 0;
 }
 

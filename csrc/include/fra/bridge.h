@@ -117,6 +117,7 @@ typedef struct ExchangeObject {
   PyObject *body_acc, *body_waiter;       /* native body(): what arrived so far, its future */
   PyObject *wsgi_app, *wsgi_ctx, *environ; /* native run_wsgi(): the app, its context, environ */
   PyObject *group;                        /* the StreamGroup this response is in (strong), or NULL */
+  PyObject *next_coro;                    /* then(): driven in the handler's place once it returns */
   Py_ssize_t group_idx;                   /* its place in the group's member array */
   struct ExchangeObject *next_ready;
   uv_sem_t *sem;                          /* WSGI: the thread's semaphore while it waits */
