@@ -293,6 +293,23 @@ def test_a_stalled_subscriber_is_dropped_while_the_others_go_on(server):
         stalled.close()
 
 
+def test_a_publish_counts_as_a_write_for_the_ping_timer(server):
+    [r] = subscribe(server.port, 1, "?ping=1")
+    try:
+        tag = uuid.uuid4().hex[:8]
+        start = time.monotonic()
+        n = 0
+        while time.monotonic() - start < 2.5:  # longer than two ping intervals
+            publish(server.port, "%s %d" % (tag, n))
+            n += 1
+            time.sleep(0.05)
+        events = r.events(n)
+        # every publish re-armed the ping timer: only the events, in order, and no ping
+        assert [e.get("data") for e in events] == [["%s %d" % (tag, i)] for i in range(n)]
+    finally:
+        r.close()
+
+
 def test_last_event_id_replays_what_was_missed(server):
     tag = uuid.uuid4().hex[:8]
     for i in range(1, 4):

@@ -14,7 +14,7 @@ GET  /events/idle               an EventStream whose source never yields, ping=1
                                 stream costs: bench/sse_memory.py)
 GET  /events/broadcast          a subscription to the app's Broadcast (history 100);
                                 ?small=1: to a second one that drops a subscriber with more
-                                than 64 KiB waiting
+                                than 64 KiB waiting; ?ping=seconds (default 15)
 POST /events/publish            publishes the JSON body's "data" (and "id") to it, "count"
                                 times ("small": to the second one); says how many got each
 GET  /events/broadcast/plain    the same subscription as a plain EventStream, nothing read from
@@ -152,7 +152,8 @@ class CountedStream(EventStream):
 class Subscribe(AsyncResource):
     async def get(self):
         source = small_broadcast if request.args.get("small") else broadcast
-        return CountedStream(source.subscribe(last_event_id()), ping=15)
+        return CountedStream(source.subscribe(last_event_id()),
+                             ping=float(request.args.get("ping", "15")))
 
 
 class PlainSubscribe(AsyncResource):
