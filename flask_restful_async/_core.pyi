@@ -138,6 +138,19 @@ class Exchange:
     def cancel_on_disconnect(self) -> None:
         """From now on a client that leaves cancels the handler, as task.cancel() would."""
 
+    def then(self, coro: Any) -> None:
+        """Once the handler's coroutine returns, drive coro in its place, as the same task
+        (a stream's sender: the frames that made it are not kept while it runs)."""
+
+    # -- a long-lived streamed response (after http.response.start; the head is written now)
+    def keepalive(self, interval_seconds: float, data: bytes) -> None:
+        """Whenever nothing has been written for interval_seconds, the connection's timer
+        writes data as a body chunk (no Python runs); stops when the response completes.
+        ValueError for interval_seconds <= 0."""
+    def write_timeout(self, seconds: float) -> None:
+        """For this response, a client that takes nothing of its queued output for `seconds`
+        is dropped (closed; the handler is cancelled as for a disconnect)."""
+
     # -- ASGI (interface "asgi"; also what the scope's receive/send callables are)
     def receive(self) -> Awaitable[dict]: ...
     def send(self, message: dict) -> Awaitable[None]:
@@ -169,6 +182,20 @@ class Exchange:
     def _wakeup(self, future: Any) -> None: ...
     def _step(self) -> None: ...
     def _release_result(self) -> None: ...
+
+class StreamGroup:
+    """Streamed responses on one loop that get the same chunks: publish() frames the data once
+    and C writes it to every member (one shared buffer).  A member with more than max_queued
+    bytes waiting is dropped (closed, its handler cancelled); members leave by themselves when
+    their response ends or their client goes."""
+    max_queued: int
+    def __init__(self, max_queued: int) -> None: ...
+    def add(self, exchange: Exchange) -> None: ...
+    def discard(self, exchange: Exchange) -> None:
+        """Nothing if it is not a member."""
+    def publish(self, data: Buffer) -> int:
+        """data as one body chunk to every member; how many got it."""
+    def __len__(self) -> int: ...
 
 class ClientDisconnected(OSError):
     """Raised by ASGI send() and Exchange.respond() once the client has gone (ASGI spec 2.4)."""

@@ -81,8 +81,11 @@ async def handle_request(app: Flask, ctx: LazyRequestContext, route: Route, meth
             except Exception as e:
                 rv = app.handle_user_exception(e)
             if direct is None:
-                ctx.open_session()  # Flask's process_response saves it
-                rv = app.finalize_request(rv)
+                if not (isinstance(rv, app.response_class) and not ctx.needs_response_object()):
+                    ctx.open_session()  # Flask's process_response saves it
+                    rv = app.finalize_request(rv)
+                # else: a response object (a stream, a file) with no hook, signal or session
+                # to see it: finalize_request would change nothing, only make the request
         except Exception as e:
             error = e
             direct = None
@@ -100,6 +103,9 @@ async def handle_request(app: Flask, ctx: LazyRequestContext, route: Route, meth
         return result
     sending = answer(result, ctx)
     if sending is not None:  # a stream or a file, sent on the loop
+        # The request is over (its context left): a long stream must not keep its request
+        # object, environ and session alive (an idle SSE stream cost 3 KiB more with them).
+        ctx = result = rv = direct = resource = None
         await sending
     return None
 

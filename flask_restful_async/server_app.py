@@ -158,8 +158,9 @@ class ServerApp:
 
     def answer(self, result: Result, ctx: LazyRequestContext) -> Any:
         """Write the pipeline's result to the exchange: a direct answer in one call; a
-        stream or a file sent on the loop (the coroutine that sends it is returned, for the
-        pipeline to await); any other response object whole, or, streamed, from the thread
+        stream or a file sent on the loop (the coroutine that sends it runs as the same task
+        once the pipeline's returns: `exchange.then`, so a long stream keeps none of the
+        pipeline's frames); any other response object whole, or, streamed, from the thread
         pool (its iterator may block)."""
         exchange = ctx.exchange
         if type(result) is tuple:
@@ -167,7 +168,8 @@ class ServerApp:
             return None
         response: ResponseBase = result
         if getattr(response, "serve_on_loop", False):
-            return response.serve(Output.for_exchange(exchange))
+            exchange.then(response.serve(Output.for_exchange(exchange)))
+            return None
         environ = ctx.request.environ
         if response.is_streamed:
             exchange.run_wsgi(response, environ)

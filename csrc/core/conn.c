@@ -1,8 +1,10 @@
 /* conn.c — one client connection: accept, read, the parse/dispatch state machine, pipelining
  * (one request served at a time, responses in order), timers (header, keep-alive, drain,
- * linger, body and write timeouts), dropping the rest of a body after an early response,
- * backpressure both ways, the write path (files: fileout.c) and closing.  Owns the conn struct, its libuv handles,
- * its pending-bytes buffer, and each request until it is dispatched.  Loop thread only; the
+ * linger, body and write timeouts, a stream's keepalive pings), dropping the rest of a body
+ * after an early response, backpressure both ways, the write path (copied or shared buffers;
+ * files: fileout.c) and closing.  Owns the conn struct, its libuv handles, its pending-bytes
+ * buffer, its stream settings (fra_conn_stream), and each request until it is dispatched; a
+ * queued shared buffer is held by one reference per write.  Loop thread only; the
  * bridge calls in with the GIL held and hooks are called with it held. */
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,7 @@
 
 typedef struct wreq {
   uv_write_t req;
-  size_t len;
+  fra_shared *sh;              /* the bytes are this shared buffer's (a reference), else data */
   char data[];
 } wreq;
 
@@ -111,11 +113,24 @@ static uint64_t bytes_taken(fra_conn *c, size_t queued) {
   return out;
 }
 
+/* The write timeout of the response under way: its own (a stream's send timeout) or the
+ * server's --timeout-write; 0 = none. */
+static uint64_t write_timeout_ms(const fra_conn *c) {
+  return c->xs && c->xs->timeout_write_ms ? c->xs->timeout_write_ms : c->srv->cfg.timeout_write_ms;
+}
+
 /* Poll interval for the write timeout: progress is read at each poll, so it is seen within a
  * quarter of the timeout. */
-static uint64_t write_poll_ms(const fra_server *s) {
-  uint64_t t = s->cfg.timeout_write_ms;
+static uint64_t write_poll_ms(const fra_conn *c) {
+  uint64_t t = write_timeout_ms(c);
   return t ? (t >= 4 ? t / 4 : 1) : 1000;
+}
+
+static void stream_free(fra_conn *c) {
+  if (!c->xs) return;
+  free(c->xs->ping);
+  free(c->xs);
+  c->xs = NULL;
 }
 
 /* ---- reading ---- */
@@ -172,6 +187,7 @@ static void close_cb(uv_handle_t *h) {
   if (r && !r->dispatched) fra_server_release_req(s, r); /* dispatched: the bridge's */
   else if (r && (c->flags & FRA_C_DISCARD)) fra_server_release_req(s, r); /* ours again */
   fra__fileout_free(c);
+  stream_free(c);
   free(c->pend);
   free(c->peer);
   free(c);
@@ -264,16 +280,31 @@ static void timer_cb(uv_timer_t *t) {
   size_t queued = c->h.stream.write_queue_size;
   int waiting = queued || fra__fileout_active(c); /* a file's bytes are output too */
   if (waiting) {
-    uint64_t taken = bytes_taken(c, queued);
+    uint64_t taken = bytes_taken(c, queued), tw = write_timeout_ms(c);
     if (taken != c->taken_mark) {
       c->taken_mark = taken;
       c->write_seen = now;
-    } else if (s->cfg.timeout_write_ms && now - c->write_seen >= s->cfg.timeout_write_ms) {
-      /* The client has read nothing for --timeout-write: the app learns it is gone. */
+    } else if (tw && now - c->write_seen >= tw) {
+      /* The client has read nothing for the write timeout: the app learns it is gone. */
       fra__conn_close(c);
       return;
     }
-    next = now + write_poll_ms(s);
+    next = now + write_poll_ms(c);
+  }
+  if (c->xs && c->xs->ping_ms && c->active) {
+    /* A silent stream gets its keepalive bytes; one whose output is not being taken gets
+     * nothing more (the write timeout watches it). */
+    uint64_t due = c->xs->last_write + c->xs->ping_ms;
+    if (now >= due) {
+      if (!waiting) {
+        uv_buf_t b = fra_buf(c->xs->ping, c->xs->ping_len);
+        if (fra_conn_write(c, &b, 1) < 0) return; /* closing */
+        if (c->flags & FRA_C_CLOSING) return;
+      }
+      c->xs->last_write = now;
+      due = now + c->xs->ping_ms;
+    }
+    if (due < next) next = due;
   }
   if (s->cfg.timeout_body_ms && body_awaited(c)) {
     uint64_t due = c->body_seen + s->cfg.timeout_body_ms;
@@ -652,6 +683,7 @@ void fra_conn_finish(fra_conn *c, int keep_alive, int status, uint64_t bytes) {
   s->nactive--;
   c->active = NULL;
   c->flags &= ~FRA_C_RESPONDING;
+  stream_free(c);
   if (c->flags & (FRA_C_EOF | FRA_C_GONE | FRA_C_CLOSING)) keep_alive = 0;
   /* A response whose head kept the connection while the body was still arriving (see
    * fra_conn_may_keep_alive, which cannot say otherwise now) has the rest of the body read
@@ -682,12 +714,14 @@ void fra_conn_finish(fra_conn *c, int keep_alive, int status, uint64_t bytes) {
 static void output_wait_begin(fra_conn *c) {
   c->taken_mark = bytes_taken(c, 0);
   c->write_seen = now_ms(c->srv);
-  if (c->srv->cfg.timeout_write_ms) timer_arm(c, c->write_seen + write_poll_ms(c->srv));
+  if (write_timeout_ms(c)) timer_arm(c, c->write_seen + write_poll_ms(c));
 }
 
 static void write_cb(uv_write_t *req, int status) {
   fra_conn *c = req->handle->data;
-  free(req);
+  wreq *wr = (wreq *)req;
+  if (wr->sh) fra_shared_release(wr->sh);
+  free(wr);
   if (status < 0) {
     if (!(c->flags & FRA_C_CLOSING)) fra__conn_close(c);
     return;
@@ -709,27 +743,66 @@ static void note_response(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
   }
 }
 
-int fra_conn_write(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
-  if (c->flags & FRA_C_CLOSING) return UV_ECANCELED;
-  size_t total = 0;
-  for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
-  if (total == 0) return 0;
+fra_shared *fra_shared_new(size_t len) {
+  fra_shared *b = malloc(sizeof *b + len);
+  if (!b) return NULL;
+  b->refs = 1;
+  b->len = len;
+  return b;
+}
+
+void fra_shared_release(fra_shared *b) {
+  if (b && --b->refs == 0) free(b);
+}
+
+/* Tries the socket at once when nothing is queued before these bytes.  Returns how many it
+ * took (total: all), or a negative UV error (the connection is then being closed). */
+static ssize_t write_now(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs, size_t total, size_t *was_queued) {
   if (c->active && !(c->flags & FRA_C_RESPONDING)) note_response(c, bufs, nbufs);
+  if (c->xs) c->xs->last_write = now_ms(c->srv);
   if (fra__fileout_active(c)) {
-    /* A file is going out: these bytes follow it. */
+    /* A file is going out: these bytes follow it (the file's writer sends them). */
     int rc = fra__fileout_hold(c, bufs, nbufs, total);
-    if (rc < 0) fra__conn_close(c);
-    return rc;
+    if (rc < 0) {
+      fra__conn_close(c);
+      return rc;
+    }
+    return (ssize_t)total;
   }
-  size_t was_queued = c->h.stream.write_queue_size;
-  int w = was_queued ? UV_EAGAIN : uv_try_write(&c->h.stream, bufs, nbufs);
+  *was_queued = c->h.stream.write_queue_size;
+  int w = *was_queued ? UV_EAGAIN : uv_try_write(&c->h.stream, bufs, nbufs);
   if (w > 0) c->sent_direct += (uint64_t)w;
-  if (w >= 0 && (size_t)w == total) return 0;
+  if (w >= 0 && (size_t)w == total) return (ssize_t)total;
   if (w < 0 && w != UV_EAGAIN) {
     fra__conn_close(c);
     return w;
   }
-  if (w < 0) w = 0;
+  return w < 0 ? 0 : w;
+}
+
+/* Hands the rest (wr's one buffer b) to libuv; wr is freed on failure. */
+static int write_queue(fra_conn *c, wreq *wr, uv_buf_t b, size_t was_queued) {
+  int rc = uv_write(&wr->req, &c->h.stream, &b, 1, write_cb);
+  if (rc) {
+    if (wr->sh) fra_shared_release(wr->sh);
+    free(wr);
+    fra__conn_close(c);
+    return rc;
+  }
+  fra__loop_touched(c->srv);
+  if (!was_queued) output_wait_begin(c);
+  c->queued_total += b.len;
+  return 0;
+}
+
+int fra_conn_write(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
+  if (c->flags & FRA_C_CLOSING) return UV_ECANCELED;
+  size_t total = 0, was_queued;
+  for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
+  if (total == 0) return 0;
+  ssize_t w = write_now(c, bufs, nbufs, total, &was_queued);
+  if (w < 0) return (int)w;
+  if ((size_t)w == total) return 0;
   /* What the socket did not take is copied: the caller's buffers are not kept. */
   size_t rest = total - (size_t)w;
   wreq *wr = malloc(sizeof *wr + rest);
@@ -737,6 +810,7 @@ int fra_conn_write(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
     fra__conn_close(c);
     return UV_ENOMEM;
   }
+  wr->sh = NULL;
   size_t skip = (size_t)w, off = 0;
   for (unsigned i = 0; i < nbufs; i++) {
     size_t l = bufs[i].len;
@@ -745,17 +819,54 @@ int fra_conn_write(fra_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
     off += l - skip;
     skip = 0;
   }
-  wr->len = rest;
-  uv_buf_t b = fra_buf(wr->data, rest);
-  int rc = uv_write(&wr->req, &c->h.stream, &b, 1, write_cb);
-  if (rc) {
-    free(wr);
+  return write_queue(c, wr, fra_buf(wr->data, rest), was_queued);
+}
+
+int fra_conn_write_shared(fra_conn *c, fra_shared *b) {
+  if (c->flags & FRA_C_CLOSING) return UV_ECANCELED;
+  if (b->len == 0) return 0;
+  uv_buf_t buf = fra_buf(b->data, b->len);
+  size_t was_queued;
+  ssize_t w = write_now(c, &buf, 1, b->len, &was_queued);
+  if (w < 0) return (int)w;
+  if ((size_t)w == b->len) return 0;
+  /* The rest stays in the shared buffer: the write holds a reference instead of a copy. */
+  wreq *wr = malloc(sizeof *wr);
+  if (!wr) {
     fra__conn_close(c);
-    return rc;
+    return UV_ENOMEM;
   }
-  fra__loop_touched(c->srv);
-  if (!was_queued) output_wait_begin(c);
-  c->queued_total += rest;
+  wr->sh = b;
+  b->refs++;
+  return write_queue(c, wr, fra_buf(b->data + w, b->len - (size_t)w), was_queued);
+}
+
+static fra_conn_stream *stream_of(fra_conn *c) {
+  if (!c->xs && (c->xs = calloc(1, sizeof *c->xs))) c->xs->last_write = now_ms(c->srv);
+  return c->xs;
+}
+
+int fra_conn_keepalive(fra_conn *c, uint64_t ms, const char *data, size_t len) {
+  fra_conn_stream *xs = stream_of(c);
+  char *copy = len ? malloc(len) : NULL;
+  if (!xs || (len && !copy)) {
+    free(copy);
+    return UV_ENOMEM;
+  }
+  if (len) memcpy(copy, data, len);
+  free(xs->ping);
+  xs->ping = copy;
+  xs->ping_len = len;
+  xs->ping_ms = len ? ms : 0;
+  if (xs->ping_ms && !(c->flags & FRA_C_CLOSING)) timer_arm(c, xs->last_write + ms);
+  return 0;
+}
+
+int fra_conn_write_timeout(fra_conn *c, uint64_t ms) {
+  fra_conn_stream *xs = stream_of(c);
+  if (!xs) return UV_ENOMEM;
+  xs->timeout_write_ms = ms;
+  if (fra_conn_queued(c) && !(c->flags & FRA_C_CLOSING)) timer_arm(c, now_ms(c->srv) + write_poll_ms(c));
   return 0;
 }
 

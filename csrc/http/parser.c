@@ -546,6 +546,22 @@ void fra_req_reset(fra_req *r) {
   r->body = body; r->body_cap = body_cap;
 }
 
+void fra_req_shrink(fra_req *r) {
+  if (r->cap > r->len && r->len) {
+    char *nb = realloc(r->buf, r->len);
+    if (nb) { r->buf = nb; r->cap = r->len; }
+  }
+  if (r->hdrcap > r->nhdrs && r->nhdrs) {
+    fra_hdr *nh = realloc(r->hdrs, r->nhdrs * sizeof *nh);
+    if (nh) { r->hdrs = nh; r->hdrcap = r->nhdrs; }
+  }
+  if (r->body && r->body_off == r->body_len) {
+    free(r->body);
+    r->body = NULL;
+    r->body_cap = r->body_off = r->body_len = 0;
+  }
+}
+
 void fra_req_free(fra_req *r) {
   free(r->buf);
   free(r->hdrs);

@@ -63,10 +63,13 @@ static int ex_traverse(ExchangeObject *ex, visitproc visit, void *arg) {
   Py_VISIT(ex->wsgi_app);
   Py_VISIT(ex->wsgi_ctx);
   Py_VISIT(ex->environ);
+  Py_VISIT(ex->group);
+  Py_VISIT(ex->next_coro);
   return 0;
 }
 
 static int ex_clear(ExchangeObject *ex) {
+  fra_group_leave(ex);
   Py_CLEAR(ex->coro);
   Py_CLEAR(ex->ctx);
   Py_CLEAR(ex->fut_waiter);
@@ -85,6 +88,7 @@ static int ex_clear(ExchangeObject *ex) {
   Py_CLEAR(ex->wsgi_app);
   Py_CLEAR(ex->wsgi_ctx);
   Py_CLEAR(ex->environ);
+  Py_CLEAR(ex->next_coro);
   return 0;
 }
 
@@ -154,6 +158,7 @@ void fra_ex_finish(ExchangeObject *ex) {
   if (ex->finished) return;
   ex->finished = 1;
   ex->complete = 1;
+  fra_group_leave(ex);
   fra_conn *c = ex->conn;
   fra_state *st = ex->srv->st;
   if (ex->recv_waiter) fra__ex_resolve_recv(ex, fra__disconnect_msg(st));
@@ -196,7 +201,7 @@ static PyObject *ex_repr(ExchangeObject *ex) {
 }
 
 /* The type's methods and attributes, joined from the rooms that define them. */
-static PyMethodDef ex_methods[40];
+static PyMethodDef ex_methods[48];
 static PyGetSetDef ex_getset[16];
 
 static PyMemberDef ex_members[] = {
@@ -224,7 +229,8 @@ PyType_Spec fra_exchange_spec = {
 };
 
 int fra_exchange_spec_prepare(void) {
-  static PyMethodDef *const methods[] = {fra__asgi_methods, fra__task_methods, fra__native_methods, NULL};
+  static PyMethodDef *const methods[] = {fra__asgi_methods, fra__task_methods, fra__native_methods,
+                                         fra__stream_methods, NULL};
   static PyGetSetDef *const getset[] = {fra__task_getset, fra__native_getset, NULL};
   if (ex_methods[0].ml_name) return 0;
   if (fra_join_methods(ex_methods, sizeof ex_methods / sizeof ex_methods[0], methods) < 0 ||
@@ -240,6 +246,7 @@ int fra_exchange_spec_prepare(void) {
 /* The client has gone: whatever the handler awaits from it resolves, and a handler that asked
  * for it is cancelled. */
 static void client_gone(ExchangeObject *ex) {
+  fra_group_leave(ex);
   if (ex->recv_waiter) fra__ex_resolve_recv(ex, fra__disconnect_msg(ex->srv->st));
   if (ex->send_waiter) fra__resolve(&ex->send_waiter, Py_None);
   if (ex->body_waiter) fra__resolve(&ex->body_waiter, Py_None);

@@ -8,7 +8,7 @@
 #define EX_FROM_CONN(c) ((ExchangeObject *)(c)->active)
 
 /* Each room contributes its part of the Exchange type's Python surface (exchange.c joins them). */
-extern PyMethodDef fra__task_methods[], fra__asgi_methods[], fra__native_methods[];
+extern PyMethodDef fra__task_methods[], fra__asgi_methods[], fra__native_methods[], fra__stream_methods[];
 extern PyGetSetDef fra__task_getset[], fra__native_getset[];
 
 /* exchange.c: futures the exchange resolves */

@@ -213,6 +213,14 @@ int fra_ex_body(ExchangeObject *ex, const char *data, size_t len, int more) {
     ex->complete = 1;
   }
   if (n && ex_emit(ex, bufs, n) < 0) return -1;
+  if (ex->head_sent && ex->head != ex->inline_head) {
+    /* A head too long for the inline buffer is not kept for the rest of a long stream:
+     * what the socket did not take was copied by the emit. */
+    PyMem_Free(ex->head);
+    ex->head = ex->inline_head;
+    ex->head_cap = sizeof ex->inline_head;
+    ex->head_len = 0;
+  }
   if (!more && ex->has_app_cl && !drop && ex->body_sent < ex->app_cl) {
     /* Shorter than declared: the client would wait for the rest, so the connection closes. */
     ex->keep_alive = 0;

@@ -155,10 +155,12 @@ static int module_exec(PyObject *m) {
   st->InputType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_input_spec, NULL);
   st->CallType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_call_spec, NULL);
   st->FileWrapperType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_file_wrapper_spec, NULL);
+  st->StreamGroupType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &fra_stream_group_spec, NULL);
   if (!st->ServerType || !st->ExchangeType || !st->ReadyType || !st->InputType || !st->CallType ||
-      !st->FileWrapperType)
+      !st->FileWrapperType || !st->StreamGroupType)
     return -1;
   if (PyModule_AddType(m, st->FileWrapperType) < 0) return -1;
+  if (PyModule_AddType(m, st->StreamGroupType) < 0) return -1;
   if (PyModule_AddType(m, st->ServerType) < 0) return -1;
   if (PyModule_AddType(m, st->ExchangeType) < 0) return -1;
   if (fra_server_add_limits(m) < 0) return -1;

@@ -185,6 +185,22 @@ static PyObject *ex_cancel_on_disconnect(ExchangeObject *ex, PyObject *unused) {
 
 static PyObject *ex_disconnected(ExchangeObject *ex, void *unused) { return PyBool_FromLong(ex->gone); }
 
+/* then(coro): once the handler's coroutine returns, coro is driven in its place as the same
+ * task (a stream's sender: the handler's frames are not kept while it runs). */
+static PyObject *ex_then(ExchangeObject *ex, PyObject *coro) {
+  PyAsyncMethods *am = Py_TYPE(coro)->tp_as_async;
+  if (!am || !am->am_send) {
+    PyErr_Format(PyExc_TypeError, "then(): a coroutine, not %.100s", Py_TYPE(coro)->tp_name);
+    return NULL;
+  }
+  if (ex->task_done || ex->kind != FRA_IF_ASGI || ex->next_coro) {
+    PyErr_SetString(PyExc_RuntimeError, "then(): no running handler to follow, or already called");
+    return NULL;
+  }
+  ex->next_coro = Py_NewRef(coro);
+  Py_RETURN_NONE;
+}
+
 /* A handler waiting on a future is cancelled because its client left. */
 void fra__ex_cancel_for_disconnect(ExchangeObject *ex) {
   if (!ex->cancel_on_gone || ex->task_done || ex->kind != FRA_IF_ASGI) return;
@@ -311,6 +327,8 @@ PyMethodDef fra__native_methods[] = {
     {"header", (PyCFunction)ex_header, METH_O, "header(name: bytes): the first value of that field, or None."},
     {"cancel_on_disconnect", (PyCFunction)ex_cancel_on_disconnect, METH_NOARGS,
      "Cancel the handler if the client disconnects."},
+    {"then", (PyCFunction)ex_then, METH_O,
+     "then(coro): once the handler's coroutine returns, drive coro in its place (the same task)."},
     {"respond", (PyCFunction)(void (*)(void))ex_respond, METH_FASTCALL,
      "respond(status, content_type, body): the whole response with Content-Length; a str body is sent as UTF-8; "
      "ClientDisconnected if the client has gone."},

@@ -31,6 +31,13 @@ static void ex_task_done(ExchangeObject *ex, PyObject *value, PyObject *exc, int
   Py_CLEAR(ex->wakeup_cb); /* these hold the exchange: drop the cycle now */
   Py_CLEAR(ex->step_cb);
   Py_CLEAR(ex->fut_waiter);
+  if (ex->next_coro) {
+    /* the handler failed after then(): what it handed over never runs */
+    PyObject *r = PyObject_CallMethodNoArgs(ex->next_coro, ex->srv->st->s_close);
+    if (!r) PyErr_WriteUnraisable(ex->next_coro);
+    Py_XDECREF(r);
+    Py_CLEAR(ex->next_coro);
+  }
   if (value && value != Py_None) Py_XSETREF(ex->result, Py_NewRef(value));
   PyObject *cbs = ex->done_cbs;
   ex->done_cbs = NULL;
@@ -174,7 +181,14 @@ static void ex_step(ExchangeObject *ex, PyObject *exc) {
   PyObject *raised = res == PYGEN_ERROR ? fra_err_take() : NULL; /* leave_task must not see it */
   if (call_task_hook(st->leave_task, ex) < 0) PyErr_WriteUnraisable((PyObject *)ex);
 
-  if (res == PYGEN_RETURN) {
+  if (res == PYGEN_RETURN && ex->next_coro) {
+    /* The handler handed over (then()): the coroutine it gave is driven in its place, in the
+     * same task, so the frames that made it are not kept while it runs (a long stream). */
+    Py_XDECREF(result);
+    Py_SETREF(ex->coro, ex->next_coro);
+    ex->next_coro = NULL;
+    ex_step(ex, NULL);
+  } else if (res == PYGEN_RETURN) {
     /* a cancel() that came too late to be thrown in still cancels the task, as in a Task */
     ex_app_ended(ex, result, NULL, ex->must_cancel);
     Py_XDECREF(result);

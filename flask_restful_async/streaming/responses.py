@@ -48,7 +48,12 @@ class Output:
 
     @classmethod
     def for_asgi(cls, scope: Dict[str, Any], send: Any) -> "Output":
-        """Another ASGI server: the extensions its scope announces."""
+        """An ASGI server: the extensions its scope announces; on our server (`send` is an
+        exchange's own, not wrapped by middleware) the exchange's calls too, so pings, the
+        send timeout and fan-out run in C there as well."""
+        exchange = getattr(send, "__self__", None)
+        if exchange is not None and type(exchange) is _exchange_type():
+            return cls.for_exchange(exchange)
         extensions = scope.get("extensions") or {}
         return cls(send, zerocopy="http.response.zerocopy" in extensions,
                    pathsend="http.response.pathsend" in extensions,
@@ -59,6 +64,21 @@ class Output:
 
     async def body(self, data: bytes, more: bool = True) -> None:
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
+
+
+_EXCHANGE_TYPE: Any = None
+
+
+def _exchange_type() -> Any:
+    """Our server's Exchange type (None when the extension is not importable)."""
+    global _EXCHANGE_TYPE
+    if _EXCHANGE_TYPE is None:
+        try:
+            from flask_restful_async._core import Exchange
+        except ImportError:  # pragma: no cover - the extension is part of the package
+            Exchange = False
+        _EXCHANGE_TYPE = Exchange
+    return _EXCHANGE_TYPE
 
 
 async def aclose_quietly(source: Any) -> None:

@@ -18,7 +18,7 @@ once and C writes it to every subscriber's connection, without waking one corout
 import asyncio
 import collections
 import json
-from typing import Any, Deque, Dict, List, Optional, Set, Tuple
+from typing import Any, Awaitable, Deque, Dict, List, Optional, Set, Tuple
 
 from flask_restful_async.streaming.responses import Output, StreamResponse, aclose_quietly
 
@@ -147,32 +147,14 @@ class EventStream(StreamResponse):
     def _first(self) -> bytes:
         return b"" if self.retry is None else b"retry: %d\n\n" % self.retry
 
-    async def serve(self, out: Output) -> None:
-        exchange = out.exchange
-        if exchange is None:
-            return await self._serve_portable(out)
-        source = self.source
-        try:
-            await out.start(self.status_code, self.asgi_headers())
-            if out.is_head:
-                await out.body(b"", False)
-                return
-            if self.ping:
-                exchange.keepalive(self.ping, PING)
-            if self.send_timeout:
-                exchange.write_timeout(self.send_timeout)
-            first = self._first()
-            if self.subscription is not None:
-                # fanned out in C from now on: this coroutine only waits for the end
-                await self.subscription.attach(exchange, first)
-                return
-            if first:
-                await out.body(first)
-            async for item in source:
-                await out.body(encode_event(item))
-            await out.body(b"", False)
-        finally:
-            await aclose_quietly(source)
+    def serve(self, out: Output) -> Awaitable[None]:
+        """The coroutine that sends this stream.  On our server it holds the source and the
+        few settings it needs, not this Response (its headers and werkzeug state), for the
+        stream's whole life."""
+        if out.exchange is None:
+            return self._serve_portable(out)
+        return _serve_on_exchange(out, self.status_code, self.asgi_headers(), self.source,
+                                  self.ping, self.send_timeout, self._first(), self.subscription)
 
     async def _serve_portable(self, out: Output) -> None:
         """Another ASGI server: pings and the send timeout in Python (a task reads the
@@ -185,7 +167,8 @@ class EventStream(StreamResponse):
                 async for item in source:
                     await queue.put((0, item))
                 await queue.put((1, None))
-            except BaseException as exc:  # noqa: B902 - handed to the writer
+            except Exception as exc:  # handed to the writer; not CancelledError: cancelled
+                # by a writer that has stopped reading, a put on the full queue would hang
                 await queue.put((2, exc))
 
         reader = asyncio.get_running_loop().create_task(read())
@@ -227,32 +210,75 @@ class EventStream(StreamResponse):
                                        % self.send_timeout) from None
 
 
+async def _serve_on_exchange(out: Output, status: int, headers: List[Tuple[bytes, bytes]],
+                             source: Any, ping: Optional[float], send_timeout: Optional[float],
+                             first: bytes, subscription: Optional["_Subscription"]) -> None:
+    """An EventStream on our server: pings and the send timeout are the connection's (C
+    timers), a Broadcast subscription is fanned out in C."""
+    exchange = out.exchange
+    is_head = out.is_head
+    out = None  # (the exchange's own send from here: one object less per idle stream)
+    send = exchange.send
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        headers = None  # not kept for the stream's life
+        if is_head:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        if ping:
+            exchange.keepalive(ping, PING)
+        if send_timeout:
+            exchange.write_timeout(send_timeout)
+        if subscription is not None:
+            # fanned out in C from now on: this coroutine only waits for the end
+            closed = subscription.attach(exchange, first)
+            try:
+                await closed
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            finally:
+                subscription.detach(exchange, closed)
+            return
+        if first:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+        async for item in source:
+            await send({"type": "http.response.body", "body": encode_event(item), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        await aclose_quietly(source)
+
+
 class _Subscription:
     """One stream's subscription to a Broadcast: an async iterator of the events published
     after it was made (and of the replayed ones).  On our server EventStream does not iterate
     it: it hands the exchange to the Broadcast's group in C."""
 
+    __slots__ = ("broadcast", "replay", "queue")
+
     def __init__(self, broadcast: "Broadcast", replay: List[bytes]) -> None:
         self.broadcast = broadcast
         self.replay = replay
         self.queue: Optional["asyncio.Queue[Optional[bytes]]"] = None
-        self.closed: Optional[asyncio.Future] = None
 
-    async def attach(self, exchange: Any, first: bytes) -> None:
-        """Our server: write what comes first and the replayed events, join the group in C,
-        and wait until the broadcast closes (the client leaving cancels this)."""
+    def attach(self, exchange: Any, first: bytes) -> asyncio.Future:
+        """Our server: write what comes first and the replayed events, join the group in C;
+        returns the future the stream waits on until the broadcast closes (the client leaving
+        cancels the wait).  `detach` undoes it.  (Not a coroutine: an idle subscriber costs
+        one frame less.)"""
         broadcast = self.broadcast
         group = broadcast._group_for_loop()
         for data in ([first] if first else []) + self.replay:
             exchange.send({"type": "http.response.body", "body": data, "more_body": True})
+        self.replay = []
         group.add(exchange)
-        self.closed = asyncio.get_running_loop().create_future()
-        broadcast._waiting.add(self.closed)
-        try:
-            await self.closed
-            exchange.send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            broadcast._waiting.discard(self.closed)
+        closed = asyncio.get_running_loop().create_future()
+        broadcast._waiting.add(closed)
+        return closed
+
+    def detach(self, exchange: Any, closed: asyncio.Future) -> None:
+        broadcast = self.broadcast
+        broadcast._waiting.discard(closed)
+        group = broadcast._groups.get(asyncio.get_running_loop())
+        if group is not None:
             group.discard(exchange)
 
     def __aiter__(self) -> "_Subscription":

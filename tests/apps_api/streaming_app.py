@@ -10,8 +10,19 @@ GET  /stream/sync               a sync Resource returning a sync generator
 GET  /state                     what the generators recorded (closed: their finally ran)
 GET  /events                    an EventStream of ticks with ids, resuming after Last-Event-ID
 GET  /events/quiet              an EventStream that says nothing (pings only), ping=0.2
-GET  /events/broadcast          a subscription to the app's Broadcast (history 100)
-POST /events/publish            publishes the JSON body's "data" (and "id") to it
+GET  /events/idle               an EventStream whose source never yields, ping=15 (what an idle
+                                stream costs: bench/sse_memory.py)
+GET  /events/broadcast          a subscription to the app's Broadcast (history 100);
+                                ?small=1: to a second one that drops a subscriber with more
+                                than 64 KiB waiting; ?ping=seconds (default 15)
+POST /events/publish            publishes the JSON body's "data" (and "id") to it, "count"
+                                times ("small": to the second one); says how many got each
+GET  /events/broadcast/plain    the same subscription as a plain EventStream, nothing read from
+                                the request but Last-Event-ID (bench/sse_memory.py)
+GET  /events/subscribers        how many subscribe to each Broadcast
+GET  /events/flood              4 KiB events as fast as the client takes them, ping off,
+                                send_timeout=?timeout (default 0.5 s); state "flood_closed"
+                                counts the generators whose finally ran
 GET  /files/<path>              send_from_directory(FRA_TEST_FILES, path); ?download=1
 GET  /file-object/<path>        send_file(an open file object); ?bytesio=1 from a BytesIO
 GET  /files-sync/<path>         send_from_directory from a sync Resource (the WSGI way: our
@@ -35,8 +46,10 @@ app = Flask(__name__)
 api = Api(app)
 FILES = os.environ.get("FRA_TEST_FILES", "/nonexistent")
 LOG = os.environ.get("FRA_TEST_LOG", "/nonexistent/log")
-state = {"closed": 0, "started": 0, "upload_bytes": 0}
+state = {"closed": 0, "started": 0, "upload_bytes": 0, "flood_closed": 0, "flood_started": 0,
+         "sub_started": 0, "sub_ended": 0}
 broadcast = Broadcast(history=100)
+small_broadcast = Broadcast(max_queued=64 * 1024)
 
 
 class Chunks(AsyncResource):
@@ -104,7 +117,8 @@ class Ticks(AsyncResource):
                 yield Event(data={"n": n}, id=str(n), event="tick")
                 await asyncio.sleep(float(request_delay))
         request_delay = request.args.get("delay", "0.05")
-        return EventStream(ticks(), ping=15, retry=int(request.args.get("retry", "200")))
+        return EventStream(ticks(), ping=float(request.args.get("ping", "15")),
+                           retry=int(request.args.get("retry", "200")))
 
 
 class Quiet(AsyncResource):
@@ -118,16 +132,63 @@ class Quiet(AsyncResource):
         return EventStream(nothing(), ping=0.2)
 
 
+class Idle(AsyncResource):
+    async def get(self):
+        async def nothing():
+            await asyncio.Event().wait()
+            yield "never"
+        return EventStream(nothing(), ping=15)
+
+
+class CountedStream(EventStream):
+    """An EventStream that counts, in state "sub_started" and "sub_ended", the streams whose
+    handler began and ended."""
+
+    async def serve(self, out):
+        state["sub_started"] += 1
+        try:
+            await super().serve(out)
+        finally:
+            state["sub_ended"] += 1
+
+
 class Subscribe(AsyncResource):
     async def get(self):
+        source = small_broadcast if request.args.get("small") else broadcast
+        return CountedStream(source.subscribe(last_event_id()),
+                             ping=float(request.args.get("ping", "15")))
+
+
+class PlainSubscribe(AsyncResource):
+    async def get(self):
         return EventStream(broadcast.subscribe(last_event_id()), ping=15)
+
+
+class Subscribers(AsyncResource):
+    async def get(self):
+        return {"broadcast": len(broadcast), "small": len(small_broadcast)}
 
 
 class Publish(AsyncResource):
     async def post(self):
         body = request.get_json()
-        sent = broadcast.publish(Event(data=body["data"], id=body.get("id")))
-        return {"sent": sent, "subscribers": len(broadcast)}
+        target = small_broadcast if body.get("small") else broadcast
+        sent = [target.publish(Event(data=body["data"], id=body.get("id")))
+                for _ in range(int(body.get("count", 1)))]
+        return {"sent": sent[0] if len(sent) == 1 else sent, "subscribers": len(target)}
+
+
+class Flood(AsyncResource):
+    async def get(self):
+        async def events():
+            state["flood_started"] += 1
+            try:
+                while True:
+                    yield "x" * 4096
+            finally:
+                state["flood_closed"] += 1
+        return EventStream(events(), ping=0,
+                           send_timeout=float(request.args.get("timeout", "0.5")))
 
 
 class Files(AsyncResource):
@@ -182,8 +243,12 @@ api.add_resource(SyncStream, "/stream/sync")
 api.add_resource(State, "/state")
 api.add_resource(Ticks, "/events")
 api.add_resource(Quiet, "/events/quiet")
+api.add_resource(Idle, "/events/idle")
 api.add_resource(Subscribe, "/events/broadcast")
 api.add_resource(Publish, "/events/publish")
+api.add_resource(Flood, "/events/flood")
+api.add_resource(PlainSubscribe, "/events/broadcast/plain")
+api.add_resource(Subscribers, "/events/subscribers")
 api.add_resource(Files, "/files/<path:path>")
 api.add_resource(FileObject, "/file-object/<path:path>")
 api.add_resource(FilesSync, "/files-sync/<path:path>")

@@ -568,6 +568,92 @@ static void test_loop_touched_by_a_queued_write(void) {
   server_down();
 }
 
+/* ---- streams: keepalive, a response's own write timeout, shared buffers ---- */
+
+/* A silent response gets its keepalive bytes; each write re-arms the wait; none after the
+ * response completes. */
+static void test_keepalive_pings_a_silent_response(void) {
+  server_up(config());
+  B.mode = DEFER;
+  client *cl = connect_client(0);
+  csends(cl, GET("/events"));
+  CHECK(await_count(&B.requests, 1), "dispatched");
+  fra_conn *c = B.deferred[0];
+  static const char head[] = "HTTP/1.1 200 X\r\n\r\n";
+  uv_buf_t b = fra_buf(head, sizeof head - 1);
+  fra_conn_write(c, &b, 1);
+  CHECK(fra_conn_keepalive(c, 20, "<ping>", 6) == 0, "keepalive set");
+  CHECK(await_text(cl, "<ping>", 3), "pings on a silent response");
+  b = fra_buf("<event>", 7);
+  fra_conn_write(c, &b, 1);
+  CHECK(await_text(cl, "<ping>", 5), "and again after an event");
+  const char *ev = strstr(cl->buf, "<event>");
+  CHECK(ev && strstr(ev, "<ping>"), "a ping follows the event");
+  undefer(c);
+  fra_conn_finish(c, 0, 200, 0);
+  CHECK(await_eof(cl), "closed after the response");
+  CHECK(count_of(cl->buf, "<ping>") >= 5, "pings seen");
+  client_close(cl);
+  server_down();
+}
+
+/* The server has no write timeout; the response sets one of its own. */
+static void test_write_timeout_of_one_response(void) {
+  fra_config cfg = config();
+  cfg.timeout_write_ms = 0;
+  server_up(cfg);
+  B.mode = DEFER;
+  client *cl = connect_client(4096);
+  csends(cl, GET("/stream"));
+  CHECK(await_count(&B.requests, 1), "dispatched");
+  fra_conn *c = B.deferred[0];
+  CHECK(fra_conn_write_timeout(c, 50) == 0, "write timeout set");
+  static char data[16 << 20];
+  memset(data, 'd', sizeof data);
+  uv_buf_t b = fra_buf(data, sizeof data);
+  fra_conn_write(c, &b, 1);
+  CHECK(fra_conn_queued(c) > 0, "output waits in the write queue");
+  CHECK(await_count(&B.disconnects, 1), "the client that reads nothing is dropped");
+  CHECK(await_count(&B.closes, 1), "closed");
+  client_close(cl);
+  server_down();
+}
+
+static int read_8m5(void *arg) {
+  client *cl = arg;
+  cread(cl);
+  return cl->eof || total_read >= (8u << 20) + 5;
+}
+
+/* A shared buffer a stalled client cannot take is queued by reference, and released when
+ * written; every byte arrives. */
+static void test_shared_buffer_is_queued_by_reference(void) {
+  server_up(config());
+  B.mode = DEFER;
+  client *cl = connect_client(4096);
+  csends(cl, GET("/shared"));
+  CHECK(await_count(&B.requests, 1), "dispatched");
+  fra_conn *c = B.deferred[0];
+  static char fill[8 << 20];
+  memset(fill, 'f', sizeof fill);
+  uv_buf_t b = fra_buf(fill, sizeof fill);
+  fra_conn_write(c, &b, 1);
+  CHECK(fra_conn_queued(c) > 0, "the client's queue is not empty");
+  fra_shared *sh = fra_shared_new(5);
+  memcpy(sh->data, "<end>", 5);
+  size_t before = fra_conn_queued(c);
+  CHECK(fra_conn_write_shared(c, sh) == 0, "queued");
+  CHECK(sh->refs == 2 && fra_conn_queued(c) == before + 5, "by reference, not copied");
+  fra_shared_release(sh);
+  total_read = 0;
+  CHECK(pump_until(read_8m5, cl), "everything arrives");
+  CHECK(total_read == sizeof fill + 5, "%zu bytes read", total_read);
+  undefer(c);
+  fra_conn_finish(c, 0, 200, 0);
+  client_close(cl);
+  server_down();
+}
+
 /* ---- accept under allocation failure ---- */
 
 static void test_accept_alloc_failure_keeps_accepting(void) {
@@ -839,6 +925,9 @@ int main(void) {
   test_sendfile_in_order_with_the_write_queue();
   test_sendfile_client_leaves();
   test_sendfile_write_timeout();
+  test_keepalive_pings_a_silent_response();
+  test_write_timeout_of_one_response();
+  test_shared_buffer_is_queued_by_reference();
   test_accept_alloc_failure_keeps_accepting();
   test_fault_plan_parsing();
   test_pool_runs_jobs();

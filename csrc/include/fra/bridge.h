@@ -10,7 +10,7 @@
 #include "fra/core.h"
 
 typedef struct fra_state {
-  PyTypeObject *ServerType, *ExchangeType, *ReadyType, *InputType, *CallType;
+  PyTypeObject *ServerType, *ExchangeType, *ReadyType, *InputType, *CallType, *StreamGroupType;
   PyTypeObject *FileWrapperType;          /* wsgi.file_wrapper (wsgi.c) */
   PyObject *asgi_extensions;              /* scope["extensions"] template: pathsend, zerocopy */
   PyObject *scope_template;               /* every scope key, constants filled (request.c) */
@@ -121,6 +121,9 @@ typedef struct ExchangeObject {
   PyObject *outq;                         /* WSGI: bytes waiting for the loop thread */
   PyObject *body_acc, *body_waiter;       /* native body(): what arrived so far, its future */
   PyObject *wsgi_app, *wsgi_ctx, *environ; /* native run_wsgi(): the app, its context, environ */
+  PyObject *group;                        /* the StreamGroup this response is in (strong), or NULL */
+  PyObject *next_coro;                    /* then(): driven in the handler's place once it returns */
+  Py_ssize_t group_idx;                   /* its place in the group's member array */
   struct ExchangeObject *next_ready;
   uv_sem_t *sem;                          /* WSGI: the thread's semaphore while it waits */
   char *head;                             /* response head being built */
@@ -184,6 +187,11 @@ void fra_hook_file_done(fra_conn *c, int status);
 void fra_ex_finish(ExchangeObject *ex);
 PyObject *fra_ready_new(fra_state *st, PyObject *value);
 void fra_ex_cancel_all(ServerObject *so);
+
+/* stream.c: keepalive pings, the write timeout and fan-out groups of streamed responses */
+extern PyType_Spec fra_stream_group_spec;
+extern PyMethodDef fra__stream_methods[];
+void fra_group_leave(ExchangeObject *ex);          /* out of its group, if in one; never fails */
 
 /* request.c */
 int fra_request_init(fra_state *st);

@@ -125,7 +125,25 @@ struct fra_conn {
   uint64_t taken_mark;         /* bytes the client had taken at the last check */
   struct sockaddr_storage *peer; /* lazily filled */
   struct fra_file_out *fout;   /* sendfile state, made on the first file (conn.c); else NULL */
+  struct fra_conn_stream *xs;  /* a streamed response's keepalive and write timeout; NULL for
+                                * every other response (freed when the response completes) */
 };
+
+/** What a long-lived streamed response (SSE) asks of its connection, kept apart so that an
+ * ordinary connection pays one pointer for it. */
+typedef struct fra_conn_stream {
+  uint64_t ping_ms;            /* keepalive interval, 0 = none */
+  uint64_t last_write;         /* loop ms of the last write (any bytes) */
+  uint64_t timeout_write_ms;   /* this response's write timeout, 0 = the server's */
+  size_t ping_len;
+  char *ping;                  /* the keepalive bytes, already framed */
+} fra_conn_stream;
+
+/** A refcounted buffer that several connections queue without copying (a broadcast). */
+typedef struct fra_shared {
+  size_t refs, len;
+  char data[];
+} fra_shared;
 
 /* ---- server ---- */
 
@@ -189,6 +207,25 @@ uint64_t fra_sendfile_bytes(void);
  * The answer stands for fra_conn_finish: a response that kept the connection has the rest of
  * its request body read and dropped (RFC 9112 9.6). */
 int fra_conn_may_keep_alive(fra_conn *c, int continue_sent);
+/** A shared buffer of len bytes (contents to be filled by the caller), one reference; NULL
+ * when out of memory. */
+fra_shared *fra_shared_new(size_t len);
+/** Drops one reference; the last frees it. */
+void fra_shared_release(fra_shared *b);
+/** Queues the whole of b for the client as fra_conn_write does, but what the socket does not
+ * take at once is not copied: the write keeps a reference to b.  Returns 0 or a negative UV
+ * error (the connection is then being closed). */
+int fra_conn_write_shared(fra_conn *c, fra_shared *b);
+/** For the rest of the current response: whenever nothing has been written for ms
+ * milliseconds (and nothing is queued), write data (framed by the caller; copied here).
+ * Every write re-arms it; it stops when the response completes or the connection closes.
+ * Returns 0 or UV_ENOMEM. */
+int fra_conn_keepalive(fra_conn *c, uint64_t ms, const char *data, size_t len);
+/** For the rest of the current response, the write timeout is ms (instead of the server's
+ * --timeout-write): a client that takes nothing of queued output for that long is dropped
+ * (on_disconnect, then closed).  Returns 0 or UV_ENOMEM. */
+int fra_conn_write_timeout(fra_conn *c, uint64_t ms);
+
 /** Output not yet handed to the kernel: bytes queued in libuv, bytes held behind a file, and
  * what is left of the file being sent. */
 size_t fra_conn_queued(fra_conn *c);

@@ -88,6 +88,11 @@ void fra_parser_resume(fra_parser *ps);
 /** Returns 1 when the parser is between requests (no partial request buffered). */
 int fra_parser_idle(const fra_parser *ps);
 
+/** Shrinks a complete request's buffers to what they hold (a request kept for the whole of a
+ * long-lived response: a stream); a body buffer with nothing unconsumed is freed.  Never
+ * fails: a buffer realloc cannot shrink stays as it was. */
+void fra_req_shrink(fra_req *r);
+
 /** Request helpers.  fra_req_reset keeps the buffers for reuse; fra_req_free releases them. */
 void fra_req_reset(fra_req *r);
 void fra_req_free(fra_req *r);
