@@ -265,26 +265,29 @@ def test_subscribers_that_leave_are_no_longer_counted_and_their_handlers_end(ser
 
 
 def test_a_stalled_subscriber_is_dropped_while_the_others_go_on(server):
-    if server.kind == "uvicorn":
-        pytest.skip("under another server a subscriber has a queue of its own (no max_queued)")
     base = subscribers(server.port)["small"]
     [good] = subscribe(server.port, 1, "?small=1")
     stalled = EventReader(server.port, "/events/broadcast?small=1", rcvbuf=4096)
     wait_for("subscribers", lambda: subscribers(server.port)["small"], lambda k: k == base + 2)
     try:
         data = "y" * 16000
+        # ours hands each event to the kernel at once, so a burst beyond max_queued reaches a
+        # reading client; another server holds a burst in the subscription's queue until its
+        # writer takes it, so there the bursts stay below max_queued (64 KiB)
+        burst = 1 if server.kind == "uvicorn" else 10
         published = 0
         deadline = time.monotonic() + WAIT
         while True:
-            out = publish(server.port, data, count=10, small=True)
-            published += 10
-            for _ in range(10):  # the reading subscriber takes everything
+            out = publish(server.port, data, count=burst, small=True)
+            published += burst
+            for _ in range(burst):  # the reading subscriber takes everything
                 assert good.data_events(1)[0]["data"] == [data]
             if out["subscribers"] == base + 1:
                 break
             assert time.monotonic() < deadline, "the stalled subscriber was never dropped"
         # it got no more than the kernel buffers and max_queued held: dropped, not waited for
-        assert min(out["sent"]) == base + 1
+        sent = out["sent"] if burst > 1 else [out["sent"]]
+        assert min(sent) == base + 1
         out = publish(server.port, "after", small=True)
         assert out["sent"] == base + 1
         assert good.data_events(1)[0]["data"] == ["after"]

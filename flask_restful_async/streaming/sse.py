@@ -200,14 +200,24 @@ class EventStream(StreamResponse):
             await aclose_quietly(source)
 
     async def _send(self, out: Output, data: bytes) -> None:
-        if self.send_timeout is None:
+        """One write; it gives up (the client is dropped) after send_timeout, or when this
+        stream's Broadcast subscription fell more than max_queued behind."""
+        dropped = None if self.subscription is None else self.subscription.dropped_future()
+        if self.send_timeout is None and dropped is None:
             await out.body(data)
             return
-        try:
-            await asyncio.wait_for(out.body(data), self.send_timeout)
-        except asyncio.TimeoutError:
-            raise ConnectionResetError("the client took nothing for send_timeout=%ss"
-                                       % self.send_timeout) from None
+        sending = asyncio.ensure_future(out.body(data))
+        waiting = {sending} if dropped is None else {sending, dropped}
+        done, _ = await asyncio.wait(waiting, timeout=self.send_timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if sending in done:
+            return sending.result()
+        sending.cancel()
+        if dropped is not None and dropped.done():
+            raise ConnectionResetError("the client fell more than max_queued=%d bytes behind"
+                                       % self.subscription.broadcast.max_queued)
+        raise ConnectionResetError("the client took nothing for send_timeout=%ss"
+                                   % self.send_timeout)
 
 
 async def _serve_on_exchange(out: Output, status: int, headers: List[Tuple[bytes, bytes]],
@@ -252,12 +262,16 @@ class _Subscription:
     after it was made (and of the replayed ones).  On our server EventStream does not iterate
     it: it hands the exchange to the Broadcast's group in C."""
 
-    __slots__ = ("broadcast", "replay", "queue")
+    __slots__ = ("broadcast", "replay", "queue", "pending", "dropped")
 
     def __init__(self, broadcast: "Broadcast", replay: List[bytes]) -> None:
         self.broadcast = broadcast
         self.replay = replay
         self.queue: Optional["asyncio.Queue[Optional[bytes]]"] = None
+        # iterated (another server): bytes published and not yet taken, and whether (a future
+        # once asked for) it was dropped for falling more than max_queued behind
+        self.pending = 0
+        self.dropped: Any = None
 
     def attach(self, exchange: Any, first: bytes) -> asyncio.Future:
         """Our server: write what comes first and the replayed events, join the group in C;
@@ -286,18 +300,43 @@ class _Subscription:
             self.queue = asyncio.Queue()
             for data in self.replay:
                 self.queue.put_nowait(data)
-            self.broadcast._queues.add(self.queue)
+                self.pending += len(data)
+            self.broadcast._iterated.add(self)
         return self
 
     async def __anext__(self) -> "_Raw":
         data = await self.queue.get()  # type: ignore[union-attr]
         if data is None:
             raise StopAsyncIteration
+        self.pending -= len(data)
         return _Raw(data)
 
     async def aclose(self) -> None:
-        if self.queue is not None:
-            self.broadcast._queues.discard(self.queue)
+        self.broadcast._iterated.discard(self)
+
+    def offer(self, data: Optional[bytes]) -> bool:
+        """A published event (None: the end) for an iterated subscription; False when it is
+        dropped instead, for falling more than max_queued behind."""
+        if data is not None and self.pending + len(data) > self.broadcast.max_queued:
+            self.broadcast._iterated.discard(self)
+            if self.dropped is None:
+                self.dropped = True
+            elif not self.dropped.done():
+                self.dropped.set_result(None)
+            return False
+        self.queue.put_nowait(data)  # type: ignore[union-attr]
+        if data is not None:
+            self.pending += len(data)
+        return True
+
+    def dropped_future(self) -> asyncio.Future:
+        """A future done once this subscription has been dropped."""
+        if not isinstance(self.dropped, asyncio.Future):
+            fut = asyncio.get_running_loop().create_future()
+            if self.dropped:
+                fut.set_result(None)
+            self.dropped = fut
+        return self.dropped
 
 
 class _Raw(Event):
@@ -332,7 +371,7 @@ class Broadcast:
         self._history: Deque[Tuple[str, bytes]] = collections.deque(maxlen=history or None)
         self._keep = history
         self._groups: Dict[Any, Any] = {}      # loop -> _core.StreamGroup
-        self._queues: Set["asyncio.Queue[Optional[bytes]]"] = set()
+        self._iterated: Set[_Subscription] = set()  # subscriptions iterated (another server)
         self._waiting: Set[asyncio.Future] = set()
 
     def _group_for_loop(self) -> Any:
@@ -344,7 +383,7 @@ class Broadcast:
         return group
 
     def __len__(self) -> int:
-        return sum(len(g) for g in self._groups.values()) + len(self._queues)
+        return sum(len(g) for g in self._groups.values()) + len(self._iterated)
 
     def subscribe(self, last_event_id: Optional[str] = None) -> _Subscription:
         """A source for one EventStream: the events published from now on, after the kept
@@ -365,9 +404,8 @@ class Broadcast:
         sent = 0
         for group in self._groups.values():
             sent += group.publish(data)
-        for queue in self._queues:
-            queue.put_nowait(data)
-            sent += 1
+        for subscription in list(self._iterated):
+            sent += subscription.offer(data)
         return sent
 
     def close(self) -> None:
@@ -375,5 +413,5 @@ class Broadcast:
         for fut in list(self._waiting):
             if not fut.done():
                 fut.set_result(None)
-        for queue in self._queues:
-            queue.put_nowait(None)
+        for subscription in self._iterated:
+            subscription.offer(None)
