@@ -33,6 +33,8 @@ typedef struct fra_state {
       *s_set_result, *s_set_exception, *s_done, *s_add_reader, *s_remove_reader;
   /* csrc/redis/ */
   PyTypeObject *RedisConnType, *RedisTLSType;
+  /* csrc/stream/ */
+  PyTypeObject *FileEventsType;
   PyObject *redis_loops;                  /* {asyncio loop: address of the Server started on it} */
   PyObject *redis_status_bytes[3], *redis_status_str[3]; /* OK, QUEUED, PONG */
   PyObject *s_add_writer, *s_remove_writer;
@@ -90,6 +92,8 @@ typedef struct ServerObject {
   fra_pool *pool;
   void *redis_conns;                      /* csrc/redis/: RedisConnections riding our libuv loop
                                            * (borrowed; each unlinks itself) */
+  void *file_events;                      /* csrc/stream/: FileEvents on our libuv loop (borrowed;
+                                           * each unlinks itself) */
   int threads, interface, native, kick_scheduled, started, attached, closed, core_ready, backend_fd;
 } ServerObject;
 
