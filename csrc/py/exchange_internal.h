@@ -31,6 +31,11 @@ void fra__ex_log_app_error(ExchangeObject *ex, PyObject *exc, const char *what);
 PyObject *fra__asgi_call_app(ExchangeObject *ex);     /* app(scope, receive, send) */
 PyObject *fra__asgi_request_msg(ExchangeObject *ex);  /* the next http.request message */
 
+/* body.c: the body copied once into the bytes handed to the app */
+int fra__body_absorb(ExchangeObject *ex);     /* what the core holds for us, into the sink; 0 or -1 */
+PyObject *fra__body_take(ExchangeObject *ex); /* all received and unconsumed, as bytes (consumed) */
+void fra__body_unsink(ExchangeObject *ex);    /* back to the request's queue (a pool thread reads it) */
+
 /* native.c */
 void fra__ex_cancel_for_disconnect(ExchangeObject *ex);
 void fra__ex_gather_body(ExchangeObject *ex);           /* body(): take what arrived, resolve when whole */

@@ -9,6 +9,7 @@
 static fra_hooks hooks = {
     .on_request = fra_hook_request,
     .on_body = fra_hook_body,
+    .on_body_data = fra_hook_body_data,
     .on_disconnect = fra_hook_disconnect,
     .on_drain = fra_hook_drain,
     .on_close = fra_hook_close,

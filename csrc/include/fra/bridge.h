@@ -118,7 +118,9 @@ typedef struct ExchangeObject {
                                            * the done callbacks it was ended with are pending */
   PyObject *name;                         /* set_name(); NULL: a name made from the address */
   PyObject *outq;                         /* WSGI: bytes waiting for the loop thread */
-  PyObject *body_acc, *body_waiter;       /* native body(): what arrived so far, its future */
+  PyObject *sink;                         /* body.c: the bytes object body bytes are copied into */
+  size_t sink_len;                        /* how much of it is filled */
+  PyObject *body_waiter;                  /* native body(): its future */
   PyObject *wsgi_app, *wsgi_ctx, *environ; /* native run_wsgi(): the app, its context, environ */
   struct ExchangeObject *next_ready;
   uv_sem_t *sem;                          /* WSGI: the thread's semaphore while it waits */
@@ -129,7 +131,7 @@ typedef struct ExchangeObject {
   uint8_t kind, started, head_sent, chunked, complete, task_done, gone, keep_alive, is_head,
       no_body, must_cancel, body_delivered, close_after, continue_sent, has_app_cl, own_req,
       has_date, has_server, waiting, wait_for, wflags, on_ready, finished, cancel_on_gone,
-      task_cancelled, task_failed;
+      task_cancelled, task_failed, gathering;
   char inline_head[320];
 } ExchangeObject;
 
@@ -160,6 +162,7 @@ extern PyType_Spec fra_exchange_spec, fra_ready_spec;
 int fra_exchange_spec_prepare(void);        /* before the type is made from the spec; 0 or -1 */
 void fra_hook_request(fra_conn *c);
 void fra_hook_body(fra_conn *c);
+int fra_hook_body_data(fra_conn *c, const char *at, size_t len); /* body.c */
 void fra_hook_disconnect(fra_conn *c);
 void fra_hook_drain(fra_conn *c);
 void fra_hook_close(fra_conn *c);
