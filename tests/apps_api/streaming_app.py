@@ -19,7 +19,9 @@ PUT  /upload/gated/<gate>       the same, once POST /gate/<gate> has opened the 
 PUT  /upload/early              a body_chunks resource that answers without reading the body
 PUT  /upload/whole              reads the body whole (request.get_data()): size, sha256
 POST /gate/<gate>               opens a gate
-GET  /follow                    an EventStream of the lines appended to FRA_TEST_LOG (or ?path=)
+GET  /follow                    an EventStream of the lines appended to FRA_TEST_LOG (or ?path=;
+                                ?from_start=1: from the file's start)
+GET  /follow/adapter?path=      which FileEvents adapter a watcher made here uses ("uv")
 """
 import asyncio
 import hashlib
@@ -205,7 +207,18 @@ class Gate(AsyncResource):
 class Follow(AsyncResource):
     async def get(self):
         path = request.args.get("path", LOG)
-        return EventStream((Event(data=line) async for line in follow(path)), ping=0)
+        lines = follow(path, from_start=bool(request.args.get("from_start")))
+        return EventStream((Event(data=line) async for line in lines), ping=0)
+
+
+class FollowAdapter(AsyncResource):
+    async def get(self):
+        from flask_restful_async import _core
+        watcher = _core.FileEvents(asyncio.get_running_loop(), request.args["path"], lambda: None)
+        try:
+            return {"adapter": watcher.adapter}
+        finally:
+            watcher.close()
 
 
 api.add_resource(Chunks, "/stream/chunks/<int:n>/<int:size>")
@@ -226,5 +239,6 @@ api.add_resource(EarlyUpload, "/upload/early")
 api.add_resource(WholeUpload, "/upload/whole")
 api.add_resource(Gate, "/gate/<name>")
 api.add_resource(Follow, "/follow")
+api.add_resource(FollowAdapter, "/follow/adapter")
 
 asgi_app = api.asgi_app  # the same app under another ASGI server (uvicorn)

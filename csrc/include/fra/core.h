@@ -16,10 +16,6 @@ typedef struct fra_hooks {
    * pre_len, still in the read buffer: the bridge takes them now (and clears pre_len), or the
    * core queues them in req->body when this returns. */
   void (*on_request)(fra_conn *c);
-  /** Body bytes of the dispatched request, straight from the read buffer (before on_body):
-   * 1 if the bridge took them (copied; it then counts what it holds in req->body_held),
-   * 0 to have them queued in req->body, -1 when out of memory.  Optional. */
-  int (*on_body_data)(fra_conn *c, const char *at, size_t len);
   /** New body bytes were queued, or the body completed, for the dispatched request. */
   void (*on_body)(fra_conn *c);
   /** The client went away (EOF or error) while a request was dispatched. */
@@ -32,6 +28,10 @@ typedef struct fra_hooks {
   void (*on_wakeup)(fra_server *s);
   /** The last connection closed after fra_server_shutdown(). */
   void (*on_drained)(fra_server *s);
+  /** Body bytes of the dispatched request, straight from the read buffer (before on_body):
+   * 1 if the bridge took them (copied; it then counts what it holds in req->body_held),
+   * 0 to have them queued in req->body, -1 when out of memory.  Optional. */
+  int (*on_body_data)(fra_conn *c, const char *at, size_t len);
 } fra_hooks;
 
 typedef struct fra_config {
