@@ -4,22 +4,28 @@
  * what it holds (a realloc in place, not a copy).  Every function here needs the GIL. */
 #include "exchange_internal.h"
 
-/* A chunked body's first sink; its size is unknown, so the sink doubles from here. */
-#define SINK_FIRST (64 * 1024)
+/* A sink's first size when the body's rest is larger (or unknown), and the step it doubles
+ * from.  Below glibc's mmap threshold (128 KiB): a sink comes from the heap, where the memory
+ * of the one handed over before is reused while still in cache; made for 256 KiB at a time,
+ * each sink was a fresh mmap, page-faulted in (0.7 mmap + munmap + mremap per 1 MiB upload,
+ * about 125 page faults).  A sink holds what one read brings while the app waits for it;
+ * it grows (realloc, in place when it can) only while the app falls behind. */
+#define SINK_STEP (64 * 1024)
 
-/* The capacity for a sink that must hold `need` bytes.  What is known to be still coming is
- * made room for up front (body(): all of it; receive(): up to the backpressure bound, past
- * which the core stops reading), so a Content-Length body never grows its sink. */
+/* The capacity for a sink that must hold `need` bytes (it has `cap`).  body() gathers the
+ * whole body: with Content-Length, room for all of it at once, so it never grows. */
 static size_t sink_target(ExchangeObject *ex, size_t need, size_t cap) {
   const fra_req *r = ex->req;
+  uint64_t rest = r->chunked ? UINT64_MAX : r->content_length > r->body_total ? r->content_length - r->body_total : 0;
+  size_t all = rest > SIZE_MAX - need ? SIZE_MAX : need + (size_t)rest; /* the whole body's rest */
   size_t want;
-  if (!r->chunked) {
-    uint64_t rest = r->content_length > r->body_total ? r->content_length - r->body_total : 0;
-    want = rest > SIZE_MAX - need ? SIZE_MAX : need + (size_t)rest;
+  if (ex->gathering && !r->chunked) {
+    want = all;
   } else {
-    want = cap ? (cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2) : SINK_FIRST;
+    want = cap ? (cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2) : SINK_STEP;
+    if (want > all) want = all;
+    if (!ex->gathering && want > FRA_BODY_HIGH) want = FRA_BODY_HIGH;
   }
-  if (!ex->gathering && want > FRA_BODY_HIGH) want = FRA_BODY_HIGH;
   return want < need ? need : want;
 }
 
