@@ -8,9 +8,9 @@
 PyObject *fra__asgi_request_msg(ExchangeObject *ex) {
   fra_state *st = ex->srv->st;
   fra_req *r = ex->req;
-  PyObject *body = fra__body_take(ex); /* (reading resumes if it had stopped for it) */
+  PyObject *body = fra__body_take(ex, 0); /* (reading resumes if it had stopped for it) */
   if (!body) return NULL;
-  int more = !r->complete;
+  int more = !r->complete || fra__body_pending(ex);
   if (!more) ex->body_delivered = 1;
   PyObject *d = PyDict_New();
   if (!d || PyDict_SetItem(d, st->s_type, st->s_http_request) < 0 || PyDict_SetItem(d, st->s_body, body) < 0 ||

@@ -58,6 +58,7 @@ static int ex_traverse(ExchangeObject *ex, visitproc visit, void *arg) {
   Py_VISIT(ex->name);
   Py_VISIT(ex->outq);
   Py_VISIT(ex->sink);
+  Py_VISIT(ex->sinks_full);
   Py_VISIT(ex->body_waiter);
   Py_VISIT(ex->wsgi_app);
   Py_VISIT(ex->wsgi_ctx);
@@ -80,6 +81,7 @@ static int ex_clear(ExchangeObject *ex) {
   Py_CLEAR(ex->name);
   Py_CLEAR(ex->outq);
   Py_CLEAR(ex->sink);
+  Py_CLEAR(ex->sinks_full);
   Py_CLEAR(ex->body_waiter);
   Py_CLEAR(ex->wsgi_app);
   Py_CLEAR(ex->wsgi_ctx);

@@ -32,8 +32,11 @@ PyObject *fra__asgi_call_app(ExchangeObject *ex);     /* app(scope, receive, sen
 PyObject *fra__asgi_request_msg(ExchangeObject *ex);  /* the next http.request message */
 
 /* body.c: the body copied once into the bytes handed to the app */
-int fra__body_absorb(ExchangeObject *ex);     /* what the core holds for us, into the sink; 0 or -1 */
-PyObject *fra__body_take(ExchangeObject *ex); /* all received and unconsumed, as bytes (consumed) */
+int fra__body_absorb(ExchangeObject *ex);     /* what the core holds for us, into the sinks; 0 or -1 */
+/* The next bytes received and not consumed (whole: all of them, as one), consumed; new ref. */
+PyObject *fra__body_take(ExchangeObject *ex, int whole);
+int fra__body_gather(ExchangeObject *ex);     /* body(): from now on one sink for the whole body */
+int fra__body_pending(ExchangeObject *ex);    /* are there bytes received and not consumed? */
 void fra__body_unsink(ExchangeObject *ex);    /* back to the request's queue (a pool thread reads it) */
 
 /* native.c */

@@ -19,7 +19,7 @@ static int need_req(ExchangeObject *ex) {
 static PyObject *ex_take_body(ExchangeObject *ex, PyObject *unused) {
   fra_req *r = ex->req;
   if (ex->gone || !r || ex->complete || ex->body_delivered || ex->gathering || !r->complete) Py_RETURN_NONE;
-  PyObject *body = fra__body_take(ex);
+  PyObject *body = fra__body_take(ex, 1);
   if (!body) return NULL;
   ex->body_delivered = 1;
   fra_srv_after_call(ex->srv);
@@ -31,7 +31,7 @@ static PyObject *ex_take_body(ExchangeObject *ex, PyObject *unused) {
 void fra__ex_gather_body(ExchangeObject *ex) {
   fra_req *r = ex->req;
   if (!ex->gathering || !r || !r->complete || !ex->body_waiter) return;
-  PyObject *body = fra__body_take(ex);
+  PyObject *body = fra__body_take(ex, 1);
   ex->gathering = 0;
   ex->body_delivered = 1;
   if (!body) {
@@ -54,7 +54,7 @@ static PyObject *ex_body(ExchangeObject *ex, PyObject *unused) {
     return NULL;
   }
   if (r->complete) {
-    PyObject *body = fra__body_take(ex);
+    PyObject *body = fra__body_take(ex, 1);
     if (!body) return NULL;
     ex->body_delivered = 1;
     fra_srv_after_call(ex->srv);
@@ -64,12 +64,9 @@ static PyObject *ex_body(ExchangeObject *ex, PyObject *unused) {
   }
   if (!(ex->body_waiter = PyObject_CallNoArgs(ex->srv->create_future))) return NULL;
   PyObject *waiter = Py_NewRef(ex->body_waiter);
-  ex->gathering = 1;
-  r->body_held = 0; /* gathered whole: the core no longer holds reading back for it */
-  if (fra__body_absorb(ex) < 0) {
+  if (fra__body_gather(ex) < 0) {
     Py_DECREF(waiter);
     Py_CLEAR(ex->body_waiter);
-    ex->gathering = 0;
     return NULL;
   }
   if (ex->conn) fra_conn_body_consumed(ex->conn);

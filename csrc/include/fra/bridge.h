@@ -120,6 +120,7 @@ typedef struct ExchangeObject {
   PyObject *outq;                         /* WSGI: bytes waiting for the loop thread */
   PyObject *sink;                         /* body.c: the bytes object body bytes are copied into */
   size_t sink_len;                        /* how much of it is filled */
+  PyObject *sinks_full;                   /* body.c: filled sinks not yet taken (a list), oldest first */
   PyObject *body_waiter;                  /* native body(): its future */
   PyObject *wsgi_app, *wsgi_ctx, *environ; /* native run_wsgi(): the app, its context, environ */
   struct ExchangeObject *next_ready;
