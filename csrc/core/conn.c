@@ -455,7 +455,7 @@ static int body_sink(void *owner, fra_req *r, const char *at, size_t len) {
       r->pre_len = len;
       return 0;
     }
-    if (r->pre_at + r->pre_len == at) {
+    if (r->pre_len && r->pre_at + r->pre_len == at) {
       r->pre_len += len;
       return 0;
     }
