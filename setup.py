@@ -87,7 +87,7 @@ hiredis_cflags, hiredis_libs, _ = hiredis_flags()
 # llhttp's sources are compiled through csrc/http/llhttp_*.c (setuptools refuses absolute
 # source paths in wheels); their folder is on the include path.
 sources = sorted(glob.glob("csrc/core/*.c") + glob.glob("csrc/http/*.c") + glob.glob("csrc/py/*.c")
-                 + glob.glob("csrc/redis/*.c"))
+                 + glob.glob("csrc/redis/*.c") + glob.glob("csrc/stream/*.c"))
 depends = glob.glob("csrc/include/fra/*.h") + glob.glob("csrc/**/*_internal.h", recursive=True)
 
 cflags = ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",

@@ -6,6 +6,8 @@ two builds of the hot path where requests/s would drown in noise.
     .venv/bin/python bench/callgrind.py [--requests N] [--interface asgi|wsgi]
     .venv/bin/python bench/callgrind.py --scenario api-io10   # AsyncResource awaiting 10 ms,
                                                               # 300 requests in flight
+    .venv/bin/python bench/callgrind.py --scenario upload-chunks --requests 200
+                                    # a 1 MiB POST read with body_chunks() (AsyncResource)
 """
 import argparse
 import os
@@ -20,13 +22,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUEST = b"GET %s HTTP/1.1\r\nHost: x\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
-# name -> (app target, --interface, path, connections in flight)
+POST = b"POST %s HTTP/1.1\r\nHost: x\r\nUser-Agent: bench\r\nContent-Length: %d\r\n\r\n"
+# name -> (app target, --interface, path, connections in flight[, request body bytes: a POST])
 SCENARIOS = {
     "hello": (None, None, "/", 10),
     "api-io10": ("api_app:app", "auto", "/io10", 300),
     "api-item": ("api_app:app", "auto", "/items/3?verbose=2", 10),
     "api-sync": ("api_app:app", "auto", "/sync/3?verbose=2", 10),
     "download-wsgi": ("wsgi_apps:download", "wsgi", "/", 4),
+    "upload-chunks": ("upload_stream_apps:app", "auto", "/", 4, 1024 * 1024),
+    "upload-asgi": ("asgi_apps:upload", "asgi", "/", 4, 1024 * 1024),
 }
 
 
@@ -54,10 +59,10 @@ def _read_response(s: socket.socket) -> None:
         body += chunk
 
 
-def drive(port: int, n: int, conns: int, path: str) -> None:
+def drive(port: int, n: int, conns: int, path: str, body: int = 0) -> None:
     """n keep-alive requests over `conns` connections: one request on each, then every
-    answer, so `conns` requests are in flight at once."""
-    request = REQUEST % path.encode()
+    answer, so `conns` requests are in flight at once (a POST of `body` bytes if body)."""
+    request = POST % (path.encode(), body) + b"x" * body if body else REQUEST % path.encode()
     socks = [socket.create_connection(("127.0.0.1", port), timeout=120) for _ in range(conns)]
     for _ in range(max(n // conns, 1)):
         for s in socks:
@@ -89,7 +94,8 @@ def main() -> int:
     ap.add_argument("--annotate", type=int, default=0, metavar="N",
                     help="also print the N functions with the most inclusive instructions")
     args = ap.parse_args()
-    target, interface, path, conns = SCENARIOS[args.scenario]
+    target, interface, path, conns, *rest = SCENARIOS[args.scenario]
+    body = rest[0] if rest else 0
     target = args.app or target
     if target is None:
         target = "asgi_apps:hello" if args.interface == "asgi" else "wsgi_apps:hello"
@@ -107,9 +113,9 @@ def main() -> int:
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, 120)
-        drive(port, max(1000, 2 * conns), conns, path)  # warm: imports, caches, free lists
+        drive(port, max(1000 if not body else 50, 2 * conns), conns, path, body)  # warm: imports, caches
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
-        drive(port, args.requests, conns, path)
+        drive(port, args.requests, conns, path, body)
         subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
     finally:
         proc.terminate()

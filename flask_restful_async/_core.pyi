@@ -288,4 +288,21 @@ class FileWrapper:
 
 def sendfile_bytes() -> int: ...              # bytes this process sent with sendfile(2)
 
+class FileEvents:
+    """callback() (no arguments) whenever the file at path, or its name in its directory,
+    changes: written, truncated, renamed away, removed, created (csrc/stream/).  On the loop of
+    a started Server it is libuv's uv_fs_event on the file's directory, read in the server's
+    pass (adapter "uv"); on any other asyncio loop an inotify fd read through add_reader
+    (adapter "asyncio", Linux).  Events of one loop pass make one call.  The loop holds only a
+    weak reference: a watcher nobody closes is released when collected.  The directory must
+    exist (OSError otherwise)."""
+    def __init__(self, loop: asyncio.AbstractEventLoop, path: Union[str, bytes, "os.PathLike[str]"],
+                 callback: Callable[[], Any]) -> None: ...
+    def close(self) -> None:
+        """Stops watching; no callback after this.  Idempotent."""
+    def __del__(self) -> None:
+        """Collected without close(): closes (the loop forgets the watcher)."""
+    closed: bool          # read-only
+    adapter: str          # read-only: "uv", "asyncio", "none" (its server closed) or "closed"
+
 def version() -> str: ...                     # "flask-restful-async/<ver> libuv/<ver> llhttp/<ver>"

@@ -155,8 +155,16 @@ typedef struct {
 
 static fra_server drive_srv;
 
-/* The app reads a part of the queued body (all of it when asked), as the bridge does. */
+/* The app reads a part of the queued body (all of it when asked), as the bridge does.  Body
+ * bytes still in the read buffer (those of the head's read, during dispatch) are taken whole
+ * first, as the bridge copies them into its sink at dispatch. */
 static void app_consume(drive_state *st, fra_req *r, int all) {
+  if (r->pre_len) {
+    REQUIRE(r->body_len == r->body_off, "body bytes both queued and left in the read buffer");
+    bytes_put(&st->body, r->pre_at, r->pre_len);
+    r->pre_at = NULL;
+    r->pre_len = 0;
+  }
   size_t avail = r->body_len - r->body_off;
   if (!avail) return;
   size_t take = all ? avail : rng_next(&st->rs) % (avail + 1);

@@ -42,7 +42,7 @@ def test_module_names_match_the_stub():
 
 
 @pytest.mark.parametrize("cls_name", ["Server", "Exchange", "ClientDisconnected", "RedisConnection",
-                                      "RedisTLS"])
+                                      "RedisTLS", "FileEvents"])
 def test_class_members_match_the_stub(cls_name):
     node = stub_classes()[cls_name]
     cls = getattr(_core, cls_name)

@@ -20,6 +20,7 @@ typedef struct wreq {
 } wreq;
 
 static void feed(fra_conn *c, const char *data, size_t len);
+static int body_sink(void *owner, fra_req *r, const char *at, size_t len);
 static void next_request(fra_conn *c);
 
 /* ---- requests ---- */
@@ -375,6 +376,7 @@ static void conn_start(fra_server *s, fra_conn *c) {
   c->srv = s;
   fra_parser_init(&c->parser, &s->cfg.limits, c);
   c->parser.new_req = new_req;
+  c->parser.body_sink = body_sink;
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
@@ -479,9 +481,51 @@ static void discard_done(fra_conn *c) {
   next_request(c);
 }
 
+/* The parser's body sink.  Before dispatch, the body bytes of the read that completes the head
+ * are left in the read buffer for the bridge to copy once, at dispatch, into the object the app
+ * gets (a second run of them, a chunked body's next chunk, is queued after them).  After
+ * dispatch, the bridge is offered each run of body bytes straight from the read buffer; what
+ * it declines is queued in the request. */
+static int body_sink(void *owner, fra_req *r, const char *at, size_t len) {
+  fra_conn *c = owner;
+  if (!r->dispatched) {
+    if (!r->pre_len && r->body_len == r->body_off) {
+      r->pre_at = at;
+      r->pre_len = len;
+      return 0;
+    }
+    if (r->pre_len && r->pre_at + r->pre_len == at) {
+      r->pre_len += len;
+      return 0;
+    }
+    if (fra_req_pre_flush(r) < 0) return -1;
+    return fra_req_body_append(r, at, len);
+  }
+  if (c->active && c->srv->hooks.on_body_data) {
+    int rc = c->srv->hooks.on_body_data(c, at, len);
+    if (rc) return rc < 0 ? -1 : 0;
+  }
+  return fra_req_body_append(r, at, len);
+}
+
+static void feed_bytes(fra_conn *c, const char *data, size_t len);
+
 /* Parses bytes the client sent and acts on what they complete.  Used by the read callback
- * and for pipelined bytes kept while the previous request was served. */
+ * and for pipelined bytes kept while the previous request was served.  Body bytes the bridge
+ * did not take at dispatch are queued before the read buffer is reused. */
 static void feed(fra_conn *c, const char *data, size_t len) {
+  feed_bytes(c, data, len);
+  fra_req *r = c->parser.req;
+  if (!r || !r->pre_len) return;
+  if (c->flags & (FRA_C_CLOSING | FRA_C_LINGER)) {
+    r->pre_len = 0; /* the request is dropped with its connection */
+    r->pre_at = NULL;
+  } else if (fra_req_pre_flush(r) < 0) {
+    fra__conn_close(c);
+  }
+}
+
+static void feed_bytes(fra_conn *c, const char *data, size_t len) {
   fra_server *s = c->srv;
   fra_req *r0 = c->parser.req;
   uint64_t total0 = r0 ? r0->body_total : 0;
@@ -500,6 +544,14 @@ static void feed(fra_conn *c, const char *data, size_t len) {
     return;
   }
   if ((size_t)used < len) {
+    fra_req *pr = c->parser.req;
+    /* Keeping the rest moves it to the start of the pending buffer: body bytes left there
+     * for the bridge would be overwritten. */
+    if (pr && pr->pre_len && c->pend && pr->pre_at >= c->pend && pr->pre_at < c->pend + c->pend_cap &&
+        fra_req_pre_flush(pr) < 0) {
+      fra__conn_close(c);
+      return;
+    }
     keep_pending(c, data + used, len - used);
     c->flags |= FRA_C_PAUSED;
   } else if (c->parser.req && c->parser.req->complete) {
@@ -532,7 +584,7 @@ static void feed(fra_conn *c, const char *data, size_t len) {
     return;
   }
   if (r == r0 && (r->body_total != total0 || r->complete != complete0)) {
-    if (r->body_len - r->body_off >= FRA_BODY_HIGH && !r->complete) reading_stop(c, FRA_C_BODY_FULL);
+    if (fra_req_body_pending(r) >= FRA_BODY_HIGH && !r->complete) reading_stop(c, FRA_C_BODY_FULL);
     s->hooks.on_body(c);
   }
 }
@@ -651,6 +703,8 @@ static int discard_begin(fra_conn *c, fra_req *r) {
   } else {
     d->body_off = d->body_len = 0;
   }
+  d->pre_at = NULL;
+  d->pre_len = d->body_held = 0;
   d->dispatched = 1;
   d->discard = 1;
   c->parser.req = d;
@@ -880,7 +934,7 @@ void fra_conn_want_drain(fra_conn *c) { c->flags |= FRA_C_WANT_DRAIN; }
 
 void fra_conn_body_consumed(fra_conn *c) {
   fra_req *r = c->parser.req;
-  if ((c->flags & FRA_C_BODY_FULL) && r && r->body_len - r->body_off < FRA_BODY_HIGH / 2) {
+  if ((c->flags & FRA_C_BODY_FULL) && r && fra_req_body_pending(r) < FRA_BODY_HIGH / 2) {
     reading_resume(c, FRA_C_BODY_FULL);
     body_wait_begin(c);
   }

@@ -231,7 +231,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   if (ps->limits->body_size && r->body_total > ps->limits->body_size)
     return reject(p, 413, "request body too large");
   if (r->discard) return 0; /* its response is sent: framing is still checked, bytes dropped */
-  return fra_req_body_append(r, at, len) ? reject(p, 503, "out of memory") : 0;
+  int rc = ps->body_sink ? ps->body_sink(ps->owner, r, at, len) : fra_req_body_append(r, at, len);
+  return rc ? reject(p, 503, "out of memory") : 0;
 }
 
 static int on_chunk_header(llhttp_t *p) {
@@ -276,6 +277,7 @@ void fra_parser_init(fra_parser *ps, const fra_limits *limits, void *owner) {
   ps->trailer_in_value = 0;
   ps->owner = owner;
   ps->new_req = NULL;
+  ps->body_sink = NULL;
 }
 
 static int status_for(llhttp_errno_t e) {
@@ -547,6 +549,7 @@ void fra_req_reset(fra_req *r) {
 }
 
 void fra_req_shrink(fra_req *r) {
+  if (r->pre_len) return; /* body bytes still point into a read buffer */
   if (r->cap > r->len && r->len) {
     char *nb = realloc(r->buf, r->len);
     if (nb) { r->buf = nb; r->cap = r->len; }
@@ -560,6 +563,15 @@ void fra_req_shrink(fra_req *r) {
     r->body = NULL;
     r->body_cap = r->body_off = r->body_len = 0;
   }
+}
+
+int fra_req_pre_flush(fra_req *r) {
+  if (!r->pre_len) return 0;
+  const char *at = r->pre_at;
+  size_t len = r->pre_len;
+  r->pre_at = NULL;
+  r->pre_len = 0;
+  return fra_req_body_append(r, at, len);
 }
 
 void fra_req_free(fra_req *r) {

@@ -1,4 +1,4 @@
-/* asgi.c — ASGI receive() and send() for an exchange: body messages from the request's queue,
+/* asgi.c — ASGI receive() and send() for an exchange: body messages from body.c's sink,
  * http.response.start / http.response.body into framing.c, the zero-copy file extensions
  * (http.response.zerocopy, http.response.pathsend: sendfile(2) by the core, see
  * core/fileout.c), backpressure through a future when the write queue is above its high
@@ -15,11 +15,9 @@
 PyObject *fra__asgi_request_msg(ExchangeObject *ex) {
   fra_state *st = ex->srv->st;
   fra_req *r = ex->req;
-  size_t avail = r->body_len - r->body_off;
-  PyObject *body = avail ? PyBytes_FromStringAndSize(r->body + r->body_off, (Py_ssize_t)avail) : Py_NewRef(st->empty_bytes);
+  PyObject *body = fra__body_take(ex, 0); /* (reading resumes if it had stopped for it) */
   if (!body) return NULL;
-  r->body_off = r->body_len = 0;
-  int more = !r->complete;
+  int more = !r->complete || fra__body_pending(ex);
   if (!more) ex->body_delivered = 1;
   PyObject *d = PyDict_New();
   if (!d || PyDict_SetItem(d, st->s_type, st->s_http_request) < 0 || PyDict_SetItem(d, st->s_body, body) < 0 ||
@@ -29,7 +27,6 @@ PyObject *fra__asgi_request_msg(ExchangeObject *ex) {
     return NULL;
   }
   Py_DECREF(body);
-  if (ex->conn) fra_conn_body_consumed(ex->conn);
   return d;
 }
 
@@ -39,7 +36,7 @@ static PyObject *ex_receive(ExchangeObject *ex, PyObject *unused) {
   PyObject *msg;
   if (ex->gone || !r || ex->complete || (ex->body_delivered && !ex->conn)) {
     msg = fra__disconnect_msg(st);
-  } else if (!ex->body_delivered && (r->body_len > r->body_off || r->complete)) {
+  } else if (!ex->body_delivered && (fra_req_body_pending(r) || r->complete)) {
     msg = fra__asgi_request_msg(ex);
     fra_srv_after_call(ex->srv);
   } else {

@@ -58,7 +58,8 @@ static int ex_traverse(ExchangeObject *ex, visitproc visit, void *arg) {
   Py_VISIT(ex->result);
   Py_VISIT(ex->name);
   Py_VISIT(ex->outq);
-  Py_VISIT(ex->body_acc);
+  Py_VISIT(ex->sink);
+  Py_VISIT(ex->sinks_full);
   Py_VISIT(ex->body_waiter);
   Py_VISIT(ex->wsgi_app);
   Py_VISIT(ex->wsgi_ctx);
@@ -83,7 +84,8 @@ static int ex_clear(ExchangeObject *ex) {
   Py_CLEAR(ex->result);
   Py_CLEAR(ex->name);
   Py_CLEAR(ex->outq);
-  Py_CLEAR(ex->body_acc);
+  Py_CLEAR(ex->sink);
+  Py_CLEAR(ex->sinks_full);
   Py_CLEAR(ex->body_waiter);
   Py_CLEAR(ex->wsgi_app);
   Py_CLEAR(ex->wsgi_ctx);
@@ -263,8 +265,17 @@ void fra_hook_request(fra_conn *c) {
     return;
   }
   c->active = Py_NewRef(ex); /* the connection's reference; ours is dropped below */
-  if (ex->kind == FRA_IF_ASGI) fra__ex_start(ex);
-  else fra_threads_dispatch(ex);
+  if (ex->kind == FRA_IF_ASGI) {
+    /* body bytes that came with the head: copied once, now, before the read buffer is reused */
+    if (fra__body_absorb(ex) < 0) {
+      PyErr_WriteUnraisable((PyObject *)ex);
+      fra__body_unsink(ex);
+    }
+    fra__ex_start(ex);
+  } else {
+    fra__body_unsink(ex); /* a pool thread reads the body from the request's queue */
+    fra_threads_dispatch(ex);
+  }
   Py_DECREF(ex);
 }
 

@@ -31,6 +31,14 @@ void fra__ex_log_app_error(ExchangeObject *ex, PyObject *exc, const char *what);
 PyObject *fra__asgi_call_app(ExchangeObject *ex);     /* app(scope, receive, send) */
 PyObject *fra__asgi_request_msg(ExchangeObject *ex);  /* the next http.request message */
 
+/* body.c: the body copied once into the bytes handed to the app */
+int fra__body_absorb(ExchangeObject *ex);     /* what the core holds for us, into the sinks; 0 or -1 */
+/* The next bytes received and not consumed (whole: all of them, as one), consumed; new ref. */
+PyObject *fra__body_take(ExchangeObject *ex, int whole);
+int fra__body_gather(ExchangeObject *ex);     /* body(): from now on one sink for the whole body */
+int fra__body_pending(ExchangeObject *ex);    /* are there bytes received and not consumed? */
+void fra__body_unsink(ExchangeObject *ex);    /* back to the request's queue (a pool thread reads it) */
+
 /* native.c */
 void fra__ex_cancel_for_disconnect(ExchangeObject *ex);
 void fra__ex_gather_body(ExchangeObject *ex);           /* body(): take what arrived, resolve when whole */

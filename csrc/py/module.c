@@ -3,6 +3,7 @@
  * GIL. */
 #include "fra/bridge.h"
 #include "fra/redis.h"
+#include "fra/stream.h"
 
 fra_state *fra_state_of_type(PyTypeObject *t) {
   PyObject *m = PyType_GetModuleByDef(t, &fra_module_def);
@@ -168,6 +169,7 @@ static int module_exec(PyObject *m) {
   if (!st->none_ready) return -1;
   if (fra_request_init(st) < 0) return -1;
   if (fra_redis_module_init(m, st) < 0) return -1;
+  if (fra_stream_module_init(m, st) < 0) return -1;
 #ifdef FRA_FAULT_INJECTION
   if (PyModule_AddIntConstant(m, "FAULT_INJECTION", 1) < 0) return -1;
 #else

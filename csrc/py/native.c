@@ -2,7 +2,7 @@
  * method, path and query without a scope, the scope and the environ made on demand, the body
  * taken whole (at once, or awaited), the handler cancelled when the client leaves, the whole
  * response in one call (JSON, or a WSGI status and header list), or the request handed to the
- * thread pool as WSGI.  Owns the exchange's scope cache and the body being gathered.  Every
+ * thread pool as WSGI.  Owns the exchange's scope cache (the body's bytes are body.c's).  Every
  * function here needs the GIL. */
 #include <strings.h>
 #include "exchange_internal.h"
@@ -13,50 +13,26 @@ static int need_req(ExchangeObject *ex) {
   return -1;
 }
 
-/* The unconsumed body bytes, consumed (reading resumes if it had stopped for them). */
-static PyObject *take_queued(ExchangeObject *ex) {
-  fra_req *r = ex->req;
-  size_t avail = r->body_len - r->body_off;
-  PyObject *body = avail ? PyBytes_FromStringAndSize(r->body + r->body_off, (Py_ssize_t)avail)
-                         : Py_NewRef(ex->srv->st->empty_bytes);
-  if (!body) return NULL;
-  r->body_off = r->body_len = 0;
-  if (ex->conn) fra_conn_body_consumed(ex->conn);
-  return body;
-}
-
 /* take_body(): the whole request body as bytes when all of it has arrived and none was
  * received yet (it is then delivered: receive() gives http.disconnect later), else None and
  * nothing changes. */
 static PyObject *ex_take_body(ExchangeObject *ex, PyObject *unused) {
   fra_req *r = ex->req;
-  if (ex->gone || !r || ex->complete || ex->body_delivered || ex->body_acc || !r->complete) Py_RETURN_NONE;
-  PyObject *body = take_queued(ex);
+  if (ex->gone || !r || ex->complete || ex->body_delivered || ex->gathering || !r->complete) Py_RETURN_NONE;
+  PyObject *body = fra__body_take(ex, 1);
   if (!body) return NULL;
   ex->body_delivered = 1;
   fra_srv_after_call(ex->srv);
   return body;
 }
 
-/* Moves what has arrived into the body being gathered; once the body is complete, resolves
- * the waiter with it.  Called by body() and by the core's body hook. */
+/* body(): once the body is complete, resolves the waiter with it (the sink, whole).  Called
+ * by body() and by the core's body hook. */
 void fra__ex_gather_body(ExchangeObject *ex) {
   fra_req *r = ex->req;
-  if (!ex->body_acc || !r) return;
-  size_t avail = r->body_len - r->body_off;
-  if (avail) {
-    Py_ssize_t have = PyByteArray_GET_SIZE(ex->body_acc);
-    if (PyByteArray_Resize(ex->body_acc, have + (Py_ssize_t)avail) < 0) {
-      PyErr_WriteUnraisable((PyObject *)ex);
-      return;
-    }
-    memcpy(PyByteArray_AS_STRING(ex->body_acc) + have, r->body + r->body_off, avail);
-    r->body_off = r->body_len = 0;
-    if (ex->conn) fra_conn_body_consumed(ex->conn);
-  }
-  if (!r->complete || !ex->body_waiter) return;
-  PyObject *body = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(ex->body_acc), PyByteArray_GET_SIZE(ex->body_acc));
-  Py_CLEAR(ex->body_acc);
+  if (!ex->gathering || !r || !r->complete || !ex->body_waiter) return;
+  PyObject *body = fra__body_take(ex, 1);
+  ex->gathering = 0;
   ex->body_delivered = 1;
   if (!body) {
     PyErr_WriteUnraisable((PyObject *)ex);
@@ -67,7 +43,8 @@ void fra__ex_gather_body(ExchangeObject *ex) {
 }
 
 /* body(): an awaitable of the whole request body as bytes, or None if the client leaves first.
- * What arrives is gathered as it comes, so reading never stops for it. */
+ * What arrives is copied into one bytes object as it comes (made for the whole Content-Length
+ * at once), so reading never stops for it. */
 static PyObject *ex_body(ExchangeObject *ex, PyObject *unused) {
   fra_state *st = ex->srv->st;
   fra_req *r = ex->req;
@@ -76,8 +53,8 @@ static PyObject *ex_body(ExchangeObject *ex, PyObject *unused) {
     PyErr_SetString(PyExc_RuntimeError, "body() is already being awaited");
     return NULL;
   }
-  if (r->complete && !ex->body_acc) {
-    PyObject *body = take_queued(ex);
+  if (r->complete) {
+    PyObject *body = fra__body_take(ex, 1);
     if (!body) return NULL;
     ex->body_delivered = 1;
     fra_srv_after_call(ex->srv);
@@ -85,10 +62,14 @@ static PyObject *ex_body(ExchangeObject *ex, PyObject *unused) {
     Py_DECREF(body);
     return ready;
   }
-  if (!ex->body_acc && !(ex->body_acc = PyByteArray_FromStringAndSize(NULL, 0))) return NULL;
   if (!(ex->body_waiter = PyObject_CallNoArgs(ex->srv->create_future))) return NULL;
   PyObject *waiter = Py_NewRef(ex->body_waiter);
-  fra__ex_gather_body(ex);
+  if (fra__body_gather(ex) < 0) {
+    Py_DECREF(waiter);
+    Py_CLEAR(ex->body_waiter);
+    return NULL;
+  }
+  if (ex->conn) fra_conn_body_consumed(ex->conn);
   fra__ex_continue(ex);
   fra_srv_after_call(ex->srv);
   return waiter;

@@ -3,11 +3,13 @@
  * function here needs the GIL (they run on the loop thread). */
 #include "fra/bridge.h"
 #include "fra/redis.h"
+#include "fra/stream.h"
 #include <unistd.h>
 
 static fra_hooks hooks = {
     .on_request = fra_hook_request,
     .on_body = fra_hook_body,
+    .on_body_data = fra_hook_body_data,
     .on_disconnect = fra_hook_disconnect,
     .on_drain = fra_hook_drain,
     .on_close = fra_hook_close,
@@ -288,6 +290,7 @@ static PyObject *srv_cancel_all(ServerObject *so, PyObject *unused) {
 static void srv_do_close(ServerObject *so) {
   if (so->closed || !so->core_ready) return;
   fra_redis_server_closing(so); /* their libuv handles must close before the loop does */
+  fra_stream_server_closing(so); /* the same for file watchers */
   fra_loop_detach(so);
   fra_ex_cancel_all(so);
   so->closed = 1;

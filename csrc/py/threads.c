@@ -329,6 +329,7 @@ void fra_threads_dispatch(ExchangeObject *ex) {
 int fra_threads_run_wsgi(ExchangeObject *ex) {
   ex->job_kind = FRA_JOB_EXCHANGE;
   ex->kind = FRA_IF_WSGI;
+  fra__body_unsink(ex); /* wsgi.input reads the request's queue */
   if (push(ex->srv, (PyObject *)ex) < 0) {
     ex->kind = FRA_IF_ASGI;
     return -1;

@@ -29,7 +29,13 @@ GET  /files-sync/<path>         send_from_directory from a sync Resource (the WS
                                 server's wsgi.file_wrapper)
 GET  /sendfile-stats            bytes this process sent with sendfile(2) (0 under uvicorn)
 PUT  /upload                    reads the body with body_chunks(): size, sha256, chunks
-GET  /follow                    an EventStream of the lines appended to FRA_TEST_LOG
+PUT  /upload/gated/<gate>       the same, once POST /gate/<gate> has opened the gate
+PUT  /upload/early              a body_chunks resource that answers without reading the body
+PUT  /upload/whole              reads the body whole (request.get_data()): size, sha256
+POST /gate/<gate>               opens a gate
+GET  /follow                    an EventStream of the lines appended to FRA_TEST_LOG (or ?path=;
+                                ?from_start=1: from the file's start)
+GET  /follow/adapter?path=      which FileEvents adapter a watcher made here uses ("uv")
 """
 import asyncio
 import hashlib
@@ -40,14 +46,22 @@ from flask import Flask, request
 
 from flask_restful_async import Api, AsyncResource, Resource
 from flask_restful_async.streaming import (Broadcast, Event, EventStream, body_chunks, follow,
-                                           last_event_id, send_file, send_from_directory)
+                                           last_event_id, send_file, send_from_directory,
+                                           streams_body)
 
 app = Flask(__name__)
 api = Api(app)
 FILES = os.environ.get("FRA_TEST_FILES", "/nonexistent")
 LOG = os.environ.get("FRA_TEST_LOG", "/nonexistent/log")
 state = {"closed": 0, "started": 0, "upload_bytes": 0, "flood_closed": 0, "flood_started": 0,
-         "sub_started": 0, "sub_ended": 0}
+         "sub_started": 0, "sub_ended": 0, "upload_errors": [], "at_gate": []}
+gates: dict = {}
+
+
+def gate(name):
+    if name not in gates:
+        gates[name] = asyncio.Event()
+    return gates[name]
 broadcast = Broadcast(history=100)
 small_broadcast = Broadcast(max_queued=64 * 1024)
 
@@ -216,23 +230,70 @@ class SendfileStats(AsyncResource):
         return {"sendfile": _core.sendfile_bytes()}
 
 
-class Upload(AsyncResource):
-    async def put(self):
-        size = chunks = biggest = 0
-        digest = hashlib.sha256()
+async def read_upload():
+    size = chunks = biggest = 0
+    digest = hashlib.sha256()
+    try:
         async for chunk in body_chunks():
             state["upload_bytes"] += len(chunk)  # (a test watches it grow mid-upload)
             size += len(chunk)
             chunks += 1
             biggest = max(biggest, len(chunk))
             digest.update(chunk)
-        return {"size": size, "sha256": digest.hexdigest(), "chunks": chunks,
-                "max_chunk": biggest}, 201
+    except BaseException as exc:  # (a test checks what a stalled upload's handler saw)
+        state["upload_errors"].append(type(exc).__name__)
+        raise
+    return {"size": size, "sha256": digest.hexdigest(), "chunks": chunks,
+            "max_chunk": biggest}, 201
+
+
+class Upload(AsyncResource):
+    @streams_body
+    async def put(self):
+        return await read_upload()
+
+
+class GatedUpload(AsyncResource):
+    @streams_body
+    async def put(self, name):
+        state["at_gate"].append(name)
+        await gate(name).wait()
+        return await read_upload()
+
+
+class EarlyUpload(AsyncResource):
+    @streams_body
+    async def put(self):
+        return {"early": True}, 200
+
+
+class WholeUpload(AsyncResource):
+    async def put(self):
+        data = request.get_data()
+        return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}, 201
+
+
+class Gate(AsyncResource):
+    async def post(self, name):
+        gate(name).set()
+        return {"opened": name}
 
 
 class Follow(AsyncResource):
     async def get(self):
-        return EventStream((Event(data=line) async for line in follow(LOG)), ping=0)
+        path = request.args.get("path", LOG)
+        lines = follow(path, from_start=bool(request.args.get("from_start")))
+        return EventStream((Event(data=line) async for line in lines), ping=0)
+
+
+class FollowAdapter(AsyncResource):
+    async def get(self):
+        from flask_restful_async import _core
+        watcher = _core.FileEvents(asyncio.get_running_loop(), request.args["path"], lambda: None)
+        try:
+            return {"adapter": watcher.adapter}
+        finally:
+            watcher.close()
 
 
 api.add_resource(Chunks, "/stream/chunks/<int:n>/<int:size>")
@@ -254,6 +315,11 @@ api.add_resource(FileObject, "/file-object/<path:path>")
 api.add_resource(FilesSync, "/files-sync/<path:path>")
 api.add_resource(SendfileStats, "/sendfile-stats")
 api.add_resource(Upload, "/upload")
+api.add_resource(GatedUpload, "/upload/gated/<name>")
+api.add_resource(EarlyUpload, "/upload/early")
+api.add_resource(WholeUpload, "/upload/whole")
+api.add_resource(Gate, "/gate/<name>")
 api.add_resource(Follow, "/follow")
+api.add_resource(FollowAdapter, "/follow/adapter")
 
 asgi_app = api.asgi_app  # the same app under another ASGI server (uvicorn)

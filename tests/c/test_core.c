@@ -1,7 +1,8 @@
 /* Unit tests for csrc/core: the connection state machine driven through a real libuv loop
  * over loopback TCP, with C hooks standing in for the bridge (dispatch, pipelining in order,
  * keep-alive and header timers, early response and the dropped body, drain, body and write
- * timeouts, the loop-dirty flag), the thread pool, and the accept allocation fault.
+ * timeouts, the loop-dirty flag, body bytes left in the read buffer until dispatch and offered
+ * to the bridge after it), the thread pool, and the accept allocation fault.
  * The loop is driven as the asyncio integration drives it: fra_server_run_nowait, then a poll
  * of libuv's backend fd for at most fra_server_timeout.  No test measures time: waits are
  * bounded only so a broken core cannot hang the run. */
@@ -116,6 +117,17 @@ static void h_close(fra_conn *c) {
 
 static const fra_hooks HOOKS = {h_request, h_body, h_disconnect, h_drain, h_close, h_wakeup, h_drained, h_file_done};
 
+/* The bridge's body sink stood in for: takes every byte offered and holds it (req->body_held). */
+static size_t sunk;
+static int h_body_data(fra_conn *c, const char *at, size_t len) {
+  sunk += len;
+  c->parser.req->body_held += len;
+  return 1;
+}
+static const fra_hooks HOOKS_SINK = {h_request, h_body, h_disconnect, h_drain, h_close, h_wakeup, h_drained, h_file_done,
+                                     h_body_data};
+static const fra_hooks *hooks = &HOOKS;
+
 static fra_config config(void) {
   fra_config cfg;
   memset(&cfg, 0, sizeof cfg);
@@ -133,7 +145,7 @@ static int port;
 
 static void server_up(fra_config cfg) {
   memset(&B, 0, sizeof B);
-  int rc = fra_server_init(&S, &cfg, &HOOKS, NULL);
+  int rc = fra_server_init(&S, &cfg, hooks, NULL);
   CHECK(rc == 0, "server init: %s", uv_strerror(rc));
   rc = fra_server_listen_tcp(&S, "127.0.0.1", 0, 64);
   CHECK(rc == 0, "listen: %s", uv_strerror(rc));
@@ -906,6 +918,99 @@ static void test_sendfile_write_timeout(void) {
   server_down();
 }
 
+/* ---- the request body on its way to the bridge ---- */
+
+/* The body bytes of the read that completes the head are left in the read buffer at dispatch
+ * (for the bridge to copy once); a bridge that does not take them finds them queued after. */
+static void test_head_read_body_left_in_place_at_dispatch(void) {
+  server_up(config());
+  B.mode = DEFER;
+  client *cl = connect_client(0);
+  csends(cl, "POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789");
+  CHECK(await_count(&B.requests, 1), "dispatched");
+  fra_req *r = B.deferred[0]->parser.req;
+  CHECK(r->pre_len == 0 && r->body_len - r->body_off == 10 && memcmp(r->body + r->body_off, "0123456789", 10) == 0,
+        "not taken at dispatch: queued in the request (%zu queued, %zu left)", r->body_len - r->body_off, r->pre_len);
+  CHECK(fra_req_body_pending(r) == 10, "pending counts it");
+  respond(B.deferred[0], 200, "ok");
+  B.ndeferred = 0;
+  CHECK(await_text(cl, "HTTP/1.1 200", 1), "answered");
+  client_close(cl);
+  server_down();
+}
+
+static fra_req *seen_req;
+static size_t seen_pre;
+static int seen_in_rbuf;
+static void h_request_peek(fra_conn *c) {
+  fra_req *r = c->parser.req;
+  seen_req = r;
+  seen_pre = r->pre_len;
+  seen_in_rbuf = r->pre_at >= c->srv->rbuf && r->pre_at + r->pre_len <= c->srv->rbuf + c->srv->rbuf_size &&
+                 memcmp(r->pre_at, "abcdef", 6) == 0;
+  h_request(c);
+}
+
+static void test_head_read_body_is_in_the_read_buffer_during_dispatch(void) {
+  static const fra_hooks peek = {h_request_peek, h_body, h_disconnect, h_drain, h_close, h_wakeup, h_drained};
+  hooks = &peek;
+  server_up(config());
+  hooks = &HOOKS;
+  B.mode = DEFER;
+  seen_req = NULL;
+  client *cl = connect_client(0);
+  csends(cl, "POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nabcdef");
+  CHECK(await_count(&B.requests, 1), "dispatched");
+  CHECK(seen_req && seen_pre == 6 && seen_in_rbuf, "at dispatch the body is in the read buffer, not copied (%zu)",
+        seen_pre);
+  respond(B.deferred[0], 200, "ok");
+  B.ndeferred = 0;
+  CHECK(await_text(cl, "HTTP/1.1 200", 1), "answered");
+  client_close(cl);
+  server_down();
+}
+
+/* After dispatch every body byte is offered to the bridge; what it holds counts for
+ * backpressure: reading stops at FRA_BODY_HIGH and resumes when the bridge lets go. */
+static void test_body_offered_to_the_bridge_and_held_back(void) {
+  hooks = &HOOKS_SINK;
+  server_up(config());
+  hooks = &HOOKS;
+  B.mode = DEFER;
+  sunk = 0;
+  client *cl = connect_client(0);
+  size_t total = 8u << 20;
+  char head[128];
+  snprintf(head, sizeof head, "POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", total);
+  csends(cl, head);
+  CHECK(await_count(&B.requests, 1), "dispatched");
+  fra_conn *c = B.deferred[0];
+  char *block = calloc(1, 1 << 16);
+  size_t sent = 0;
+  for (int idle = 0; sent < total && idle < 200;) { /* until the server stops taking bytes */
+    ssize_t n = send(cl->fd, block, (total - sent) < (1u << 16) ? total - sent : (1u << 16), MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += (size_t)n;
+      idle = 0;
+    } else {
+      idle++;
+    }
+    pass(1);
+  }
+  fra_req *r = c->parser.req;
+  CHECK(c->flags & FRA_C_BODY_FULL, "reading stopped while the bridge holds %zu bytes", sunk);
+  CHECK(sunk >= FRA_BODY_HIGH && sunk < sent, "the bridge took %zu of %zu sent", sunk, sent);
+  CHECK(r->body_len == r->body_off, "nothing queued in the request: all went to the bridge");
+  r->body_held = 0; /* the app consumed it */
+  fra_conn_body_consumed(c);
+  CHECK(!(c->flags & FRA_C_BODY_FULL), "reading resumes once the bridge lets go");
+  free(block);
+  respond(c, 200, "ok");
+  B.ndeferred = 0;
+  client_close(cl);
+  server_down();
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   test_dispatch_and_keep_alive();
@@ -928,6 +1033,9 @@ int main(void) {
   test_keepalive_pings_a_silent_response();
   test_write_timeout_of_one_response();
   test_shared_buffer_is_queued_by_reference();
+  test_head_read_body_left_in_place_at_dispatch();
+  test_head_read_body_is_in_the_read_buffer_during_dispatch();
+  test_body_offered_to_the_bridge_and_held_back();
   test_accept_alloc_failure_keeps_accepting();
   test_fault_plan_parsing();
   test_pool_runs_jobs();

@@ -36,6 +36,8 @@ typedef struct fra_state {
       *s_set_result, *s_set_exception, *s_done, *s_add_reader, *s_remove_reader;
   /* csrc/redis/ */
   PyTypeObject *RedisConnType, *RedisTLSType;
+  /* csrc/stream/ */
+  PyTypeObject *FileEventsType;
   PyObject *redis_loops;                  /* {asyncio loop: address of the Server started on it} */
   PyObject *redis_status_bytes[3], *redis_status_str[3]; /* OK, QUEUED, PONG */
   PyObject *s_add_writer, *s_remove_writer;
@@ -95,6 +97,8 @@ typedef struct ServerObject {
   fra_pool *pool;
   void *redis_conns;                      /* csrc/redis/: RedisConnections riding our libuv loop
                                            * (borrowed; each unlinks itself) */
+  void *file_events;                      /* csrc/stream/: FileEvents on our libuv loop (borrowed;
+                                           * each unlinks itself) */
   int threads, interface, native, kick_scheduled, started, attached, closed, core_ready, backend_fd;
 } ServerObject;
 
@@ -119,7 +123,10 @@ typedef struct ExchangeObject {
                                            * the done callbacks it was ended with are pending */
   PyObject *name;                         /* set_name(); NULL: a name made from the address */
   PyObject *outq;                         /* WSGI: bytes waiting for the loop thread */
-  PyObject *body_acc, *body_waiter;       /* native body(): what arrived so far, its future */
+  PyObject *sink;                         /* body.c: the bytes object body bytes are copied into */
+  size_t sink_len;                        /* how much of it is filled */
+  PyObject *sinks_full;                   /* body.c: filled sinks not yet taken (a list), oldest first */
+  PyObject *body_waiter;                  /* native body(): its future */
   PyObject *wsgi_app, *wsgi_ctx, *environ; /* native run_wsgi(): the app, its context, environ */
   PyObject *group;                        /* the StreamGroup this response is in (strong), or NULL */
   PyObject *next_coro;                    /* then(): driven in the handler's place once it returns */
@@ -138,7 +145,7 @@ typedef struct ExchangeObject {
   uint8_t kind, started, head_sent, chunked, complete, task_done, gone, keep_alive, is_head,
       no_body, must_cancel, body_delivered, close_after, continue_sent, has_app_cl, own_req,
       has_date, has_server, waiting, wait_for, wflags, on_ready, finished, cancel_on_gone,
-      task_cancelled, task_failed;
+      task_cancelled, task_failed, gathering;
   char inline_head[320];
 } ExchangeObject;
 
@@ -169,6 +176,7 @@ extern PyType_Spec fra_exchange_spec, fra_ready_spec;
 int fra_exchange_spec_prepare(void);        /* before the type is made from the spec; 0 or -1 */
 void fra_hook_request(fra_conn *c);
 void fra_hook_body(fra_conn *c);
+int fra_hook_body_data(fra_conn *c, const char *at, size_t len); /* body.c */
 void fra_hook_disconnect(fra_conn *c);
 void fra_hook_drain(fra_conn *c);
 void fra_hook_close(fra_conn *c);

@@ -12,7 +12,9 @@ typedef struct fra_conn fra_conn;
 
 /** Callbacks into the bridge.  All are called on the loop thread (GIL held). */
 typedef struct fra_hooks {
-  /** A request's headers are complete (body bytes of the same read are already queued). */
+  /** A request's headers are complete.  Body bytes of the same read are in req->pre_at /
+   * pre_len, still in the read buffer: the bridge takes them now (and clears pre_len), or the
+   * core queues them in req->body when this returns. */
   void (*on_request)(fra_conn *c);
   /** New body bytes were queued, or the body completed, for the dispatched request. */
   void (*on_body)(fra_conn *c);
@@ -31,6 +33,10 @@ typedef struct fra_hooks {
    * = the file could not be read to its announced end (the connection is closed after this
    * call).  A client that goes away mid-file is reported by on_disconnect instead. */
   void (*on_file_done)(fra_conn *c, int status);
+  /** Body bytes of the dispatched request, straight from the read buffer (before on_body):
+   * 1 if the bridge took them (copied; it then counts what it holds in req->body_held),
+   * 0 to have them queued in req->body, -1 when out of memory.  Optional. */
+  int (*on_body_data)(fra_conn *c, const char *at, size_t len);
 } fra_hooks;
 
 typedef struct fra_config {

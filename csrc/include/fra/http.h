@@ -47,6 +47,13 @@ typedef struct fra_req {
   uint64_t body_total;        /* body bytes received so far */
   char *body;                 /* unconsumed body bytes: body[body_off .. body_len) */
   size_t body_off, body_len, body_cap;
+  /* The body bytes of the read that completed the head, left where they are until the request
+   * is dispatched (fra_parser.body_sink): the bridge copies them once, into the object handed
+   * to Python, or fra_req_pre_flush queues them in `body`.  Valid only inside that read. */
+  const char *pre_at;
+  size_t pre_len;
+  size_t body_held;           /* body bytes the bridge holds and the app has not consumed
+                               * (counted by the core for backpressure, set by the bridge) */
   struct fra_req *next_free;  /* server free list */
 } fra_req;
 
@@ -73,6 +80,8 @@ typedef struct fra_parser {
   uint8_t trailer_len, trailer_in_value;
   void *owner;
   fra_req *(*new_req)(void *owner);   /* supplies a fresh request at message begin */
+  /* Takes body bytes instead of fra_req_body_append when set: 0, or -1 (out of memory). */
+  int (*body_sink)(void *owner, fra_req *r, const char *at, size_t len);
 } fra_parser;
 
 /** Sets up a parser for requests. */
@@ -98,6 +107,12 @@ void fra_req_reset(fra_req *r);
 void fra_req_free(fra_req *r);
 /** Appends body bytes; returns 0 or -1 (out of memory). */
 int fra_req_body_append(fra_req *r, const char *at, size_t len);
+/** Queues the body bytes left in the read buffer (pre_at/pre_len) in `body`, copied.  0 or -1. */
+int fra_req_pre_flush(fra_req *r);
+/** Body bytes received and not yet consumed, wherever they are held. */
+static inline size_t fra_req_body_pending(const fra_req *r) {
+  return r->body_len - r->body_off + r->pre_len + r->body_held;
+}
 /** Finds a header (name compared case-insensitively); returns its index or -1. */
 int fra_req_find(const fra_req *r, const char *name, size_t name_len);
 
