@@ -7,16 +7,25 @@
     curl -X POST localhost:8000/counters/hits # a counter in Redis (REDIS_URL)
     open http://localhost:8000/events/page    # EventSource: numbered events that resume
     curl -N localhost:8000/events             # the same stream, as Server-Sent Events
+    curl -r 0-99 localhost:8000/files/prices.csv   # a file by sendfile, with Range and ETag
+    curl -T big.iso localhost:8000/uploads/big.iso # an upload read as it arrives
+    curl -N localhost:8000/activity           # the activity log, followed as it grows (SSE)
+    curl -N localhost:8000/news & curl -d text=hi localhost:8000/news   # one event, all clients
 """
 import asyncio
+import collections
 import functools
+import hashlib
 import os
+import tempfile
+import time
 
 from flask import Flask, Response, request
 
 from flask_restful_async import Api, AsyncResource, Resource, abort, fields, marshal_with, reqparse
 from flask_restful_async.redis import Redis, RedisError
-from flask_restful_async.streaming import Event, EventStream, last_event_id
+from flask_restful_async.streaming import (Broadcast, Event, EventStream, body_chunks, follow,
+                                           last_event_id, send_from_directory)
 
 app = Flask(__name__)
 api = Api(app)
@@ -93,7 +102,7 @@ api.add_resource(Counter, "/counters/<name>")
 # server going away would.  The browser's EventSource reconnects with a Last-Event-ID header,
 # and the stream goes on after that id.  /events/page shows it; /events/seen lists the
 # Last-Event-ID headers the stream was asked with (null: a first connection).
-SEEN_LAST_IDS = []
+SEEN_LAST_IDS = collections.deque(maxlen=100)
 
 
 class Events(AsyncResource):
@@ -114,7 +123,7 @@ class Events(AsyncResource):
 
 class SeenLastIds(AsyncResource):
     async def get(self):
-        return {"last_event_ids": SEEN_LAST_IDS}
+        return {"last_event_ids": list(SEEN_LAST_IDS)}
 
 
 EVENTS_PAGE = """<!doctype html>
@@ -162,3 +171,56 @@ class EventsPage(AsyncResource):
 api.add_resource(Events, "/events")
 api.add_resource(SeenLastIds, "/events/seen")
 api.add_resource(EventsPage, "/events/page")
+
+
+# Files, uploads, a followed log and a broadcast (docs/streaming.md).
+FILES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "files")
+ACTIVITY_LOG = os.environ.get("EXAMPLE_ACTIVITY_LOG",
+                              os.path.join(tempfile.gettempdir(), "fra-example-activity.log"))
+news = Broadcast(history=50)
+news_ids = iter(range(1, 1 << 62))
+
+
+def activity(line: str) -> None:
+    with open(ACTIVITY_LOG, "a") as log:
+        log.write("%s %s\n" % (time.strftime("%H:%M:%S"), line))
+
+
+class File(AsyncResource):
+    async def get(self, name: str):
+        return send_from_directory(FILES_DIR, name, max_age=60)   # 404 outside FILES_DIR
+
+
+class Upload(AsyncResource):
+    async def put(self, name: str):
+        size, digest = 0, hashlib.sha256()
+        async for chunk in body_chunks():   # as it arrives; 100-continue sent here
+            size += len(chunk)
+            digest.update(chunk)
+        activity("upload %s: %d bytes" % (name, size))
+        return {"name": name, "size": size, "sha256": digest.hexdigest()}, 201
+
+
+class Activity(AsyncResource):
+    async def get(self):
+        return EventStream(Event(data=line) async for line in follow(ACTIVITY_LOG))
+
+
+news_parser = reqparse.RequestParser()
+news_parser.add_argument("text", required=True, help="text is required")
+
+
+class News(AsyncResource):
+    async def get(self):
+        return EventStream(news.subscribe(last_event_id()), ping=15)
+
+    async def post(self):
+        text = news_parser.parse_args()["text"]
+        delivered = news.publish(Event(data={"text": text}, id=str(next(news_ids))))
+        return {"delivered": delivered}
+
+
+api.add_resource(File, "/files/<path:name>")
+api.add_resource(Upload, "/uploads/<name>")
+api.add_resource(Activity, "/activity")
+api.add_resource(News, "/news")
