@@ -1,7 +1,7 @@
 """A real browser for the tests: Debian's Chromium, headless, driven through chromedriver with
 the W3C WebDriver protocol (plain HTTP + JSON, no client library).  `make test` installs the
-Debian packages `chromium` and `chromium-driver`; without them the tests using the fixture are
-skipped, saying which binary is missing.
+Debian packages `chromium` and `chromium-driver`; without them the tests using the fixture
+fail, saying which binary is missing.
 
     from browser import browser   # the fixture (module scope: one Chromium per test module)
 
@@ -160,7 +160,7 @@ class Browser:
 def browser():
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not os.access(path, os.X_OK):
-            pytest.skip("%s not found (Debian package %s; `make test` installs it)"
+            pytest.fail("%s not found (Debian package %s; `make test` installs it)"
                         % (path, package))
     b = Browser()
     try:

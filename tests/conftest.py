@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -252,6 +253,39 @@ def serve(target: str, *args: str, env: Optional[dict] = None):
     if srv.crashed is not None:
         pytest.fail(f"server exited by itself with code {srv.crashed} while tests ran; "
                     f"output:\n{srv.log[-6000:]}")
+
+
+def serve_streaming_app(kind: str, *args: str, env: Optional[dict] = None):
+    """tests/apps_api/streaming_app.py served by `kind`: "ours" (the native path), "ours-asgi"
+    (our server through its ASGI entry) or "uvicorn"."""
+    if kind == "ours":
+        return serve("streaming_app:app", "--app-dir", NATIVE_APP_DIR, *args, env=env)
+    if kind == "ours-asgi":
+        return serve("streaming_app:asgi_app", "--app-dir", NATIVE_APP_DIR, "--interface", "asgi",
+                     *args, env=env)
+    return serve_uvicorn("streaming_app:asgi_app", "--app-dir", NATIVE_APP_DIR, *args, env=env)
+
+
+def send_until_stalled(sock: socket.socket, block: bytes, total: int, idle: float = 1.5) -> int:
+    """Sends up to `total` bytes (repeating `block`) on a non-blocking socket until the peer
+    has taken nothing for `idle` seconds; returns how many were sent.  (A peer that kept
+    reading would take everything, so a test asserting it stopped can only fail, not pass, on
+    a slow machine.)"""
+    sock.setblocking(False)
+    sent = 0
+    idle_since = time.monotonic()
+    while sent < total and time.monotonic() - idle_since < idle:
+        _, w, _ = select.select([], [sock], [], 0.1)
+        if not w:
+            continue
+        try:
+            n = sock.send(block[:min(len(block), total - sent)])
+        except BlockingIOError:
+            continue
+        if n:
+            sent += n
+            idle_since = time.monotonic()
+    return sent
 
 
 def kernel_buffer_max(kind: str) -> int:

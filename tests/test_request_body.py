@@ -3,11 +3,10 @@ import hashlib
 import os
 import select
 import socket
-import time
 import uuid
 
 from conftest import (H11Client, RawConn, chunked, h11_get, kernel_buffer_max,
-                      open_gate, request_bytes, wait_state)
+                      open_gate, request_bytes, send_until_stalled, wait_state)
 
 MiB = 1024 * 1024
 
@@ -178,21 +177,7 @@ def test_request_body_backpressure(asgi_server):
         c.send(request_bytes("POST", f"/t/gated-read?gate={gate}", body=b"")[:-2]
                + b"Content-Length: %d\r\n\r\n" % total)
         wait_state(port, gate + ":at_gate")
-        c.sock.setblocking(False)
-        sent = 0
-        idle_since = time.monotonic()
-        while sent < total and time.monotonic() - idle_since < 1.5:
-            _, w, _ = select.select([], [c.sock], [], 0.1)
-            if not w:
-                continue
-            try:
-                n = c.sock.send(block[: min(len(block), total - sent)])
-            except BlockingIOError:
-                continue
-            if n:
-                sent += n
-                idle_since = time.monotonic()
-        stalled_at = sent
+        sent = stalled_at = send_until_stalled(c.sock, block, total)
         rss_stalled = asgi_server.rss()
         assert stalled_at < allowed, (
             f"the server kept reading a body nobody consumed ({stalled_at} of {total} bytes)")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import NATIVE_APP_DIR, H11Client, RawConn, h11_get, serve, serve_uvicorn
+from conftest import H11Client, RawConn, h11_get, serve_streaming_app
 
 WAIT = 30.0  # seconds: a safety net for a slow machine, never a measurement
 
@@ -17,11 +17,7 @@ WAIT = 30.0  # seconds: a safety net for a slow machine, never a measurement
 def server(request, tmp_path_factory):
     files = tmp_path_factory.mktemp("files")
     env = {"FRA_TEST_FILES": str(files), "FRA_TEST_LOG": str(files / "app.log")}
-    if request.param == "ours":
-        ctx = serve("streaming_app:app", "--app-dir", NATIVE_APP_DIR, env=env)
-    else:
-        ctx = serve_uvicorn("streaming_app:asgi_app", "--app-dir", NATIVE_APP_DIR, env=env)
-    with ctx as srv:
+    with serve_streaming_app(request.param, env=env) as srv:
         srv.kind = request.param
         srv.files = files
         yield srv

@@ -15,7 +15,8 @@ import uuid
 
 import pytest
 
-from conftest import NATIVE_APP_DIR, RawConn, h11_get, kernel_buffer_max, serve, serve_uvicorn
+from conftest import (NATIVE_APP_DIR, RawConn, h11_get, kernel_buffer_max, send_until_stalled, serve,
+                      serve_streaming_app)
 
 MiB = 1024 * 1024
 WAIT = 30.0  # seconds: a safety net for a slow machine, never a measurement
@@ -23,11 +24,7 @@ WAIT = 30.0  # seconds: a safety net for a slow machine, never a measurement
 
 @pytest.fixture(scope="module", params=["ours", "uvicorn"])
 def server(request):
-    if request.param == "ours":
-        ctx = serve("streaming_app:app", "--app-dir", NATIVE_APP_DIR)
-    else:
-        ctx = serve_uvicorn("streaming_app:asgi_app", "--app-dir", NATIVE_APP_DIR)
-    with ctx as srv:
+    with serve_streaming_app(request.param) as srv:
         srv.kind = request.param
         yield srv
 
@@ -202,22 +199,7 @@ def test_unconsumed_body_stops_reading_and_bounds_memory(ours):
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
         c.send(put_head(f"/upload/gated/{name}", total))
         wait_for(port, lambda st: name in st["at_gate"], "the resource waits at its gate")
-        c.sock.setblocking(False)
-        sent = 0
-        idle_since = time.monotonic()
-        # (a sender that cannot go on for 1.5 s is taken as stalled: a server that kept reading
-        # would take everything and the assertions below would fail, never the other way)
-        while sent < total and time.monotonic() - idle_since < 1.5:
-            _, w, _ = select.select([], [c.sock], [], 0.1)
-            if not w:
-                continue
-            try:
-                n = c.sock.send(block[:min(len(block), total - sent)])
-            except BlockingIOError:
-                continue
-            if n:
-                sent += n
-                idle_since = time.monotonic()
+        sent = send_until_stalled(c.sock, block, total)
         rss_stalled = ours.rss()
         assert sent < allowed, f"the server kept reading a body nobody consumed ({sent} of {total})"
         assert rss_stalled - rss0 < 16 * MiB, (

@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
-from conftest import NATIVE_APP_DIR, serve, serve_uvicorn
+from conftest import serve_streaming_app
 
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+CURL = shutil.which("curl") or "curl"  # (Debian's curl: `make test` installs it)
 
 SIZE = 5 * 1024 * 1024 + 12345  # several MB, not a multiple of anything
 CURL_TIMEOUT = 60  # seconds: a safety net for a hung server, never a measurement
@@ -28,11 +28,7 @@ def server(request, tmp_path_factory, data):
     files = tmp_path_factory.mktemp("curlfiles")
     (files / "random.bin").write_bytes(data)
     env = {"FRA_TEST_FILES": str(files), "FRA_TEST_LOG": str(files / "app.log")}
-    if request.param == "ours":
-        ctx = serve("streaming_app:app", "--app-dir", NATIVE_APP_DIR, env=env)
-    else:
-        ctx = serve_uvicorn("streaming_app:asgi_app", "--app-dir", NATIVE_APP_DIR, env=env)
-    with ctx as srv:
+    with serve_streaming_app(request.param, env=env) as srv:
         srv.url = f"http://127.0.0.1:{srv.port}/files/random.bin"
         yield srv
 
@@ -40,7 +36,7 @@ def server(request, tmp_path_factory, data):
 def curl(tmp_path, *args, name="out"):
     """Run curl; (status, headers as {lower name: value}, body bytes)."""
     body, head = tmp_path / (name + ".body"), tmp_path / (name + ".head")
-    proc = subprocess.run(["curl", "-s", "-S", "-D", str(head), "-o", str(body), *args],
+    proc = subprocess.run([CURL, "-s", "-S", "-D", str(head), "-o", str(body), *args],
                           capture_output=True, timeout=CURL_TIMEOUT)
     assert proc.returncode == 0, proc.stderr.decode()
     return _head(head.read_bytes()) + (body.read_bytes(),)
@@ -114,11 +110,11 @@ def test_interrupted_download_is_resumed(server, data, tmp_path):
     target = tmp_path / "download.bin"
     cut = SIZE // 3 + 7
     # The first attempt ends early (as if the connection had dropped): the first `cut` bytes
-    subprocess.run(["curl", "-s", "-S", "-r", f"0-{cut - 1}", "-o", str(target), server.url],
+    subprocess.run([CURL, "-s", "-S", "-r", f"0-{cut - 1}", "-o", str(target), server.url],
                    check=True, timeout=CURL_TIMEOUT)
     assert target.read_bytes() == data[:cut]
     # ... then curl continues where the file ends (it asks for Range: bytes=<cut>-)
-    proc = subprocess.run(["curl", "-s", "-S", "-C", "-", "-o", str(target), "-w", "%{http_code}",
+    proc = subprocess.run([CURL, "-s", "-S", "-C", "-", "-o", str(target), "-w", "%{http_code}",
                            server.url], capture_output=True, timeout=CURL_TIMEOUT)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == b"206"
@@ -128,7 +124,7 @@ def test_interrupted_download_is_resumed(server, data, tmp_path):
 def test_resume_of_a_complete_file_is_refused_without_damage(server, data, tmp_path):
     target = tmp_path / "complete.bin"
     target.write_bytes(data)
-    proc = subprocess.run(["curl", "-s", "-C", "-", "-o", str(target), "-w", "%{http_code}",
+    proc = subprocess.run([CURL, "-s", "-C", "-", "-o", str(target), "-w", "%{http_code}",
                            server.url], capture_output=True, timeout=CURL_TIMEOUT)
     # bytes=SIZE- is past the end: 416, which curl takes as "already complete"
     assert proc.stdout == b"416"

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import NATIVE_APP_DIR, HOST, H11Client, h11_get, serve, serve_uvicorn
+from conftest import HOST, H11Client, h11_get, serve_streaming_app
 
 WAIT = 30.0  # seconds: a safety net for a slow machine, never a measurement
 
@@ -20,13 +20,7 @@ WAIT = 30.0  # seconds: a safety net for a slow machine, never a measurement
 def server(request, tmp_path_factory):
     files = tmp_path_factory.mktemp("files")
     env = {"FRA_TEST_FILES": str(files), "FRA_TEST_LOG": str(files / "app.log")}
-    if request.param == "ours":
-        ctx = serve("streaming_app:app", "--app-dir", NATIVE_APP_DIR, env=env)
-    elif request.param == "ours-asgi":
-        ctx = serve("streaming_app:asgi_app", "--app-dir", NATIVE_APP_DIR, "--interface", "asgi", env=env)
-    else:
-        ctx = serve_uvicorn("streaming_app:asgi_app", "--app-dir", NATIVE_APP_DIR, env=env)
-    with ctx as srv:
+    with serve_streaming_app(request.param, env=env) as srv:
         srv.kind = request.param
         yield srv
 

@@ -16,6 +16,10 @@ also available as `request.data`, `request.form` or `request.json`: it is read o
 import types
 from typing import Any, AsyncIterator, Callable, Optional, TypeVar
 
+from flask.globals import _cv_request
+
+from flask_restful_async._core import ClientDisconnected
+
 __all__ = ["body_chunks", "streams_body", "reads_body_in_chunks"]
 
 #: a whole body already read is handed out in pieces of at most this many bytes
@@ -55,7 +59,6 @@ def reads_body_in_chunks(method: Any) -> bool:
 
 async def body_chunks() -> AsyncIterator[bytes]:
     """The request body, chunk by chunk as it arrives (non-empty bytes objects)."""
-    from flask.globals import _cv_request
     ctx = _cv_request.get(None)
     if ctx is None:
         raise RuntimeError("body_chunks() needs a request context")
@@ -68,7 +71,6 @@ async def body_chunks() -> AsyncIterator[bytes]:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                from flask_restful_async._core import ClientDisconnected
                 raise ClientDisconnected("the client disconnected before its body was complete")
             data = message.get("body")
             if data:

@@ -9,6 +9,7 @@ on another ASGI server with its zero-copy or pathsend extension if it has one, e
 thread; under WSGI through the server's `wsgi.file_wrapper` (sendfile too, where the server
 does it, ours included)."""
 import asyncio
+import io
 import mimetypes
 import os
 import secrets
@@ -18,6 +19,7 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 from urllib.parse import quote
 
 from flask import current_app
+from flask.globals import _cv_request
 from werkzeug.exceptions import NotFound
 from werkzeug.http import http_date
 from werkzeug.security import safe_join
@@ -37,7 +39,6 @@ Part = Union[bytes, Tuple[int, int]]  # bytes to send, or (offset, count) of the
 def _request_info() -> Tuple[str, Callable[[str], Optional[str]]]:
     """The request's method and a header getter, without making a request object on our
     servers."""
-    from flask.globals import _cv_request
     ctx = _cv_request.get(None)
     if ctx is None:
         raise RuntimeError("send_file() needs a request context")
@@ -315,7 +316,6 @@ class _in_memory:
     """A file object with no descriptor (BytesIO, a wrapper...): its bytes, read once."""
 
     def __init__(self, file: Any) -> None:
-        import io
         if isinstance(file, io.BytesIO):
             self._buffer = file
         else:

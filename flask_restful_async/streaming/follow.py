@@ -12,16 +12,13 @@ import asyncio
 import os
 from typing import AsyncIterator, Optional
 
+from flask_restful_async._core import FileEvents
+
 __all__ = ["follow"]
 
 #: at most this many bytes are read per step; a line longer than MAX_LINE is cut there
 READ_SIZE = 64 * 1024
 MAX_LINE = 1 << 20
-
-
-def _file_events() -> type:
-    from flask_restful_async import _core
-    return _core.FileEvents
 
 
 async def follow(path: "os.PathLike[str] | str", *, from_start: bool = False,
@@ -38,7 +35,7 @@ async def follow(path: "os.PathLike[str] | str", *, from_start: bool = False,
         if wake is not None and not wake.done():
             wake.set_result(None)
 
-    watcher = _file_events()(loop, path, changed)
+    watcher = FileEvents(loop, path, changed)
     fd = -1
     ino = None
     pending = b""

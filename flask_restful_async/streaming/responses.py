@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 from flask.wrappers import Response as FlaskResponse
 from werkzeug.wrappers import Response as ResponseBase
 
+from flask_restful_async._core import Exchange
 from flask_restful_async.loops import run_coroutine_sync
 
 __all__ = ["Output", "StreamResponse", "stream_response_of", "aclose_quietly"]
@@ -52,7 +53,7 @@ class Output:
         exchange's own, not wrapped by middleware) the exchange's calls too, so pings, the
         send timeout and fan-out run in C there as well."""
         exchange = getattr(send, "__self__", None)
-        if exchange is not None and type(exchange) is _exchange_type():
+        if exchange is not None and type(exchange) is Exchange:
             return cls.for_exchange(exchange)
         extensions = scope.get("extensions") or {}
         return cls(send, zerocopy="http.response.zerocopy" in extensions,
@@ -64,21 +65,6 @@ class Output:
 
     async def body(self, data: bytes, more: bool = True) -> None:
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
-
-
-_EXCHANGE_TYPE: Any = None
-
-
-def _exchange_type() -> Any:
-    """Our server's Exchange type (None when the extension is not importable)."""
-    global _EXCHANGE_TYPE
-    if _EXCHANGE_TYPE is None:
-        try:
-            from flask_restful_async._core import Exchange
-        except ImportError:  # pragma: no cover - the extension is part of the package
-            Exchange = False
-        _EXCHANGE_TYPE = Exchange
-    return _EXCHANGE_TYPE
 
 
 async def aclose_quietly(source: Any) -> None:

@@ -20,6 +20,10 @@ import collections
 import json
 from typing import Any, Awaitable, Deque, Dict, List, Optional, Set, Tuple
 
+from flask.globals import _cv_request
+
+from flask_restful_async._core import StreamGroup
+
 from flask_restful_async.streaming.responses import Output, StreamResponse, aclose_quietly
 
 __all__ = ["Event", "EventStream", "Broadcast", "last_event_id", "encode_event"]
@@ -98,7 +102,6 @@ def encode_event(item: Any) -> bytes:
 def last_event_id() -> Optional[str]:
     """The Last-Event-ID request header (what a reconnecting EventSource sends: the id of the
     last event it received), or None.  Read it in the resource, before returning the stream."""
-    from flask.globals import _cv_request
     ctx = _cv_request.get(None)
     if ctx is None:
         raise RuntimeError("last_event_id() needs a request context")
@@ -378,8 +381,7 @@ class Broadcast:
         loop = asyncio.get_running_loop()
         group = self._groups.get(loop)
         if group is None:
-            from flask_restful_async import _core
-            group = self._groups[loop] = _core.StreamGroup(self.max_queued)
+            group = self._groups[loop] = StreamGroup(self.max_queued)
         return group
 
     def __len__(self) -> int:
