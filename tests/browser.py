@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,6 +27,8 @@ import urllib.request
 from typing import Any, Optional
 
 import pytest
+
+from _redis_server import free_port, tool_env
 
 CHROMIUM = os.environ.get("FRA_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = (os.environ.get("FRA_TEST_CHROMEDRIVER") or shutil.which("chromedriver")
@@ -39,23 +40,17 @@ class WebDriverError(Exception):
     pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Browser:
     """One headless Chromium session."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.profile = tempfile.mkdtemp(prefix="fra-chromium-")
         self.log = os.path.join(self.profile, "chromedriver.log")
         self.driver = subprocess.Popen(
             [CHROMEDRIVER, "--port=%d" % self.port, "--log-path=" + self.log],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+            start_new_session=True, env=tool_env())  # (not under make test-asan's preload)
         self.session: Optional[str] = None
         try:
             self._wait_ready()

@@ -15,6 +15,7 @@ import uuid
 
 import pytest
 
+from _redis_server import tool_env
 from conftest import (NATIVE_APP_DIR, RawConn, h11_get, kernel_buffer_max, send_until_stalled, serve,
                       serve_streaming_app)
 
@@ -169,13 +170,10 @@ def test_curl_expect_100_continue(ours, tmp_path):
     src.write_bytes(body)
     # curl would send the body anyway after --expect100-timeout: a long one, so the 100 is
     # what lets it go on (its verbose log shows it).
-    # (curl runs without the sanitizer runtime make test-asan preloads: it hangs under it)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")}
     out = subprocess.run(
         ["curl", "-sv", "--expect100-timeout", "60", "-H", "Expect: 100-continue", "-T", str(src),
          f"http://127.0.0.1:{ours.port}/upload"],
-        capture_output=True, timeout=120, env=env)
+        capture_output=True, timeout=120, env=tool_env())
     log = out.stderr.decode("latin-1")
     assert "< HTTP/1.1 100 Continue" in log, log[-2000:]
     assert log.index("< HTTP/1.1 100 Continue") < log.index("< HTTP/1.1 201")

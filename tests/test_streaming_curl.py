@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from _redis_server import tool_env
 from conftest import serve_streaming_app
 
 CURL = shutil.which("curl") or "curl"  # (Debian's curl: `make test` installs it)
@@ -36,7 +37,7 @@ def server(request, tmp_path_factory, data):
 def curl(tmp_path, *args, name="out"):
     """Run curl; (status, headers as {lower name: value}, body bytes)."""
     body, head = tmp_path / (name + ".body"), tmp_path / (name + ".head")
-    proc = subprocess.run([CURL, "-s", "-S", "-D", str(head), "-o", str(body), *args],
+    proc = subprocess.run(env=tool_env(), args=[CURL, "-s", "-S", "-D", str(head), "-o", str(body), *args],
                           capture_output=True, timeout=CURL_TIMEOUT)
     assert proc.returncode == 0, proc.stderr.decode()
     return _head(head.read_bytes()) + (body.read_bytes(),)
@@ -110,11 +111,11 @@ def test_interrupted_download_is_resumed(server, data, tmp_path):
     target = tmp_path / "download.bin"
     cut = SIZE // 3 + 7
     # The first attempt ends early (as if the connection had dropped): the first `cut` bytes
-    subprocess.run([CURL, "-s", "-S", "-r", f"0-{cut - 1}", "-o", str(target), server.url],
+    subprocess.run(env=tool_env(), args=[CURL, "-s", "-S", "-r", f"0-{cut - 1}", "-o", str(target), server.url],
                    check=True, timeout=CURL_TIMEOUT)
     assert target.read_bytes() == data[:cut]
     # ... then curl continues where the file ends (it asks for Range: bytes=<cut>-)
-    proc = subprocess.run([CURL, "-s", "-S", "-C", "-", "-o", str(target), "-w", "%{http_code}",
+    proc = subprocess.run(env=tool_env(), args=[CURL, "-s", "-S", "-C", "-", "-o", str(target), "-w", "%{http_code}",
                            server.url], capture_output=True, timeout=CURL_TIMEOUT)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == b"206"
@@ -124,7 +125,7 @@ def test_interrupted_download_is_resumed(server, data, tmp_path):
 def test_resume_of_a_complete_file_is_refused_without_damage(server, data, tmp_path):
     target = tmp_path / "complete.bin"
     target.write_bytes(data)
-    proc = subprocess.run([CURL, "-s", "-C", "-", "-o", str(target), "-w", "%{http_code}",
+    proc = subprocess.run(env=tool_env(), args=[CURL, "-s", "-C", "-", "-o", str(target), "-w", "%{http_code}",
                            server.url], capture_output=True, timeout=CURL_TIMEOUT)
     # bytes=SIZE- is past the end: 416, which curl takes as "already complete"
     assert proc.stdout == b"416"
