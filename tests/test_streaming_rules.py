@@ -98,3 +98,20 @@ def test_methods_that_read_their_body_in_chunks_are_found():
     assert reads_body_in_chunks(direct) and reads_body_in_chunks(nested)
     assert not reads_body_in_chunks(plain) and not reads_body_in_chunks(helper)
     assert reads_body_in_chunks(streams_body(helper))
+
+
+def test_a_body_chunks_imported_in_an_enclosing_function_is_found():
+    # (an app made in a factory function imports it there: the method sees a closure variable)
+    from flask_restful_async.streaming import body_chunks as imported
+
+    def factory():
+        body_chunks = imported
+
+        async def put(self):
+            async for _ in body_chunks():
+                pass
+        return put
+
+    method = factory()
+    assert "body_chunks" in method.__code__.co_freevars
+    assert reads_body_in_chunks(method)

@@ -113,7 +113,7 @@ def _ours():
         async def post(self):
             data = request.get_data().decode()
             sent = 0
-            if broadcast._groups or broadcast._queues:
+            if len(broadcast):
                 sent += broadcast.publish(data)
             if py_waiters["streams"]:
                 event = py_waiters["event"]

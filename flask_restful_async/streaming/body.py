@@ -22,7 +22,7 @@ from flask_restful_async._core import ClientDisconnected
 
 __all__ = ["body_chunks", "streams_body", "reads_body_in_chunks"]
 
-#: a whole body already read is handed out in pieces of at most this many bytes
+#: under a WSGI server, wsgi.input is read this many bytes at a time
 CHUNK = 256 * 1024
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,8 +36,8 @@ def streams_body(func: F) -> F:
 
 
 def _names_body_chunks(code: types.CodeType) -> bool:
-    if "body_chunks" in code.co_names:
-        return True
+    if "body_chunks" in code.co_names or "body_chunks" in code.co_freevars:
+        return True  # (a global or module attribute; or a name from an enclosing function)
     return any(isinstance(const, types.CodeType) and _names_body_chunks(const)
                for const in code.co_consts)
 
@@ -79,8 +79,8 @@ async def body_chunks() -> AsyncIterator[bytes]:
                 return
     body = getattr(ctx, "body", None)
     if isinstance(body, (bytes, bytearray)):  # read already (a server that reads it first)
-        for start in range(0, len(body), CHUNK):
-            yield bytes(body[start:start + CHUNK])
+        if body:  # one chunk, as it is (no copy)
+            yield body if type(body) is bytes else bytes(body)
         return
     stream = ctx.request.stream  # WSGI: the input stream, read in this worker thread
     while True:
