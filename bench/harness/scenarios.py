@@ -448,18 +448,19 @@ def _stream_runs(peer_attr="starlette_app"):
 @scenario
 def stream_file():
     ours, runs_ = _stream_runs()
+    runs_.append(Run("ours-asgi-pathsend", OURS_ASGI, "stream_app:pathsend_app"))
     runs_.append(Run("granian-pathsend", GRANIAN_ASGI, "stream_app:pathsend_app"))
     return Scenario(
         "file-50k", "50 KB file",
         f"GET /file, a {STREAM_FILE_SIZE:,}-byte file: an AsyncResource returning send_file on "
         "ours; Starlette's FileResponse on uvicorn; a raw ASGI app answering with "
-        "http.response.pathsend on Granian (the server sends the file). 100 keep-alive "
-        "connections.", "wrk",
+        "http.response.pathsend on ours and on Granian (the server sends the file: server "
+        "against server, same app). 100 keep-alive connections.", "wrk",
         runs_, ours=ours.name, check=check_file, path="/file", payload_bytes=STREAM_FILE_SIZE,
         targets=[Target("file 50k: ours vs Starlette FileResponse on uvicorn", "ratio", ours.name,
                         1.5, "uvicorn-starlette"),
-                 Target("file 50k: ours vs pathsend on granian", "ratio", ours.name, 1.0,
-                        "granian-pathsend")],
+                 Target("file 50k: pathsend on ours vs on granian", "ratio",
+                        "ours-asgi-pathsend", 1.0, "granian-pathsend")],
     )  # fmt: skip
 
 
