@@ -24,7 +24,7 @@ from flask_restful_async.errors import reraise_if_propagating
 from flask_restful_async.loops import run_coroutine_sync, server_loop
 from flask_restful_async.representations.json import output_json
 from flask_restful_async.resources import AsyncResource
-from flask_restful_async.streaming.responses import stream_response_of
+from flask_restful_async.streaming.responses import StreamResponse, stream_response_of
 from flask_restful_async.utils import http_status_message, unpack
 
 __all__ = ["Api", "DEFAULT_REPRESENTATIONS"]
@@ -331,9 +331,15 @@ class Api:
             resp = resource(*args, **kwargs)
             if inspect.isawaitable(resp):
                 async def later() -> Any:
-                    return finish(await resp)
+                    out = finish(await resp)
+                    if type(out) is StreamResponse and out.is_async:
+                        await out.prime()  # (an error before the first chunk is the view's)
+                    return out
                 return later()
-            return finish(resp)
+            out = finish(resp)
+            if type(out) is StreamResponse and not out.is_async:
+                out.prime_sync()
+            return out
         return wrapper
 
     def url_for(self, resource: Any, **values: Any) -> str:

@@ -17,6 +17,7 @@ from flask_restful_async.lazy_context import LazyRequestContext
 from flask_restful_async.loops import run_coroutine_sync
 from flask_restful_async.rendering import shape_result
 from flask_restful_async.routing import Route, RouteKind
+from flask_restful_async.streaming.responses import StreamResponse
 from flask_restful_async.trampolines import follow
 
 __all__ = ["handle_request", "preprocess_request_async", "serve_sync", "status_line", "Result",
@@ -76,6 +77,11 @@ async def handle_request(app: Flask, ctx: LazyRequestContext, route: Route, meth
                         else:
                             rv = resource._call((), ctx.view_args, method)
                         direct, rv = shape_result(route.api, app, ctx, method, rv)
+                        if type(rv) is StreamResponse:  # its first chunk, here: an error
+                            if rv.is_async:             # before it is the resource's error
+                                await rv.prime()
+                            elif route.kind is not RouteKind.DIRECT:  # (a pool thread)
+                                rv.prime_sync()
                     else:
                         rv = await await_view(route.view, **ctx.view_args)
             except Exception as e:

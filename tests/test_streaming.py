@@ -63,6 +63,18 @@ def test_sync_generator_from_a_sync_resource(server):
     assert r.status == 200 and r.body == b"".join(b"sync %d\n" % i for i in range(5))
 
 
+@pytest.mark.parametrize("path", ["/stream/fails", "/stream/fails-sync"])
+def test_a_stream_that_fails_before_its_first_chunk_is_the_resources_error(server, path):
+    # flask-restful's JSON error, as if the resource itself had raised (not a plain 500 or a
+    # head with a cut body), and the server goes on serving
+    r = h11_get(server.port, path + "/raise")
+    assert r.status == 500 and r.header("content-type") == b"application/json"
+    assert r.json() == {"message": "Internal Server Error"}
+    r = h11_get(server.port, path + "/abort")
+    assert r.status == 404 and r.json()["message"] == "no such stream"
+    assert h11_get(server.port, "/stream/sync").status == 200
+
+
 def test_large_stream_on_a_keep_alive_connection(server):
     with H11Client(server.port) as c:
         r = c.request("GET", "/stream/chunks/200/65536")

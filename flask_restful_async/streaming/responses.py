@@ -96,9 +96,31 @@ class StreamResponse(FlaskResponse):
         self.is_async = is_async
         #: our servers send it on the event loop (`serve`); a sync source goes the WSGI way
         self.serve_on_loop = is_async
+        #: the first chunk, pulled by prime() before the head is sent; sent first
+        self.first = b""
         body = _AsyncInThread(source, self) if is_async else _encoded(source, self)
         super().__init__(body, status=status, headers=headers, mimetype=mimetype,
                          content_type=content_type, direct_passthrough=True)
+
+    async def prime(self) -> None:
+        """Pull the first non-empty chunk of an async source now, while the request's own
+        error handling is still around the call: a stream that fails before its first byte
+        is answered as any resource that raised (flask-restful's JSON error, its traceback
+        logged), instead of with a plain 500.  (The servers call it; EventStream does not
+        prime: its head goes at once.)"""
+        encode = self.encode
+        async for item in self.source:
+            data = encode(item)
+            if data:
+                self.first = data
+                return
+
+    def prime_sync(self) -> None:
+        """prime() for a sync source, in the thread that will iterate it."""
+        chunks = self.response
+        for data in chunks:
+            self.response = _Primed(data, chunks)
+            return
 
     def encode(self, item: Any) -> bytes:
         """One item of the source as bytes."""
@@ -124,6 +146,8 @@ class StreamResponse(FlaskResponse):
             if out.is_head:
                 await out.body(b"", False)
                 return
+            if self.first:
+                await out.body(self.first)
             encode = self.encode
             async for item in source:
                 data = encode(item)
@@ -132,6 +156,21 @@ class StreamResponse(FlaskResponse):
             await out.body(b"", False)
         finally:
             await aclose_quietly(source)
+
+
+class _Primed:
+    """A sync stream's chunks after prime_sync took the first: that one, then the rest."""
+
+    def __init__(self, first: bytes, rest: Iterator[bytes]) -> None:
+        self.first = first
+        self.rest = rest
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.first
+        yield from self.rest
+
+    def close(self) -> None:
+        self.rest.close()  # (the _encoded generator: it closes the source)
 
 
 def _encoded(source: Iterable[Any], response: StreamResponse) -> Iterator[bytes]:
@@ -157,6 +196,8 @@ class _AsyncInThread:
 
     def __iter__(self) -> Iterator[bytes]:
         source = self.source
+        if self.response.first:
+            yield self.response.first
         while True:
             try:
                 item = run_coroutine_sync(source.__anext__())

@@ -7,6 +7,9 @@ GET  /stream/csv                a (generator, 200, {"Content-Type": "text/csv"})
 GET  /stream/sized              a generator with its Content-Length set by the resource
 GET  /stream/forever            yields a line every 10 ms until the client leaves
 GET  /stream/sync               a sync Resource returning a sync generator
+GET  /stream/fails/<how>        an async generator that fails before its first chunk: how =
+                                "raise" (ValueError) or "abort" (404)
+GET  /stream/fails-sync/<how>   the same from a sync Resource, a sync generator
 GET  /state                     what the generators recorded (closed: their finally ran)
 GET  /events                    an EventStream of ticks with ids, resuming after Last-Event-ID
 GET  /events/quiet              an EventStream that says nothing (pings only), ping=0.2
@@ -44,7 +47,7 @@ import os
 
 from flask import Flask, request
 
-from flask_restful_async import Api, AsyncResource, Resource
+from flask_restful_async import Api, AsyncResource, Resource, abort
 from flask_restful_async.streaming import (Broadcast, Event, EventStream, body_chunks, follow,
                                            last_event_id, send_file, send_from_directory,
                                            streams_body)
@@ -112,6 +115,29 @@ class SyncStream(Resource):
             for i in range(5):
                 yield f"sync {i}\n"
         return lines(), 200, {"Content-Type": "text/plain"}
+
+
+def fail(how):
+    if how == "abort":
+        abort(404, message="no such stream")
+    raise ValueError("the stream failed before its first chunk")
+
+
+class Fails(AsyncResource):
+    async def get(self, how):
+        async def achunks():
+            await asyncio.sleep(0)
+            fail(how)
+            yield b"never"
+        return achunks()
+
+
+class FailsSync(Resource):
+    def get(self, how):
+        def chunks():
+            fail(how)
+            yield b"never"
+        return chunks()
 
 
 class State(AsyncResource):
@@ -301,6 +327,8 @@ api.add_resource(Csv, "/stream/csv")
 api.add_resource(Sized, "/stream/sized")
 api.add_resource(Forever, "/stream/forever")
 api.add_resource(SyncStream, "/stream/sync")
+api.add_resource(Fails, "/stream/fails/<how>")
+api.add_resource(FailsSync, "/stream/fails-sync/<how>")
 api.add_resource(State, "/state")
 api.add_resource(Ticks, "/events")
 api.add_resource(Quiet, "/events/quiet")
