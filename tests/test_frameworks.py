@@ -1,4 +1,5 @@
 """Real frameworks on the server: Starlette and Quart as ASGI, Flask as WSGI."""
+import hashlib
 import json
 
 import pytest
@@ -72,6 +73,25 @@ def test_starlette_streaming(starlette):
     r = h11_get(starlette.port, "/stream")
     assert r.body == b"part0;part1;part2;part3;part4;"
     assert r.header("transfer-encoding") == b"chunked"
+
+
+def test_starlette_file_response_goes_by_sendfile(starlette):
+    # the scope announces http.response.pathsend, so Starlette's FileResponse hands the path
+    # to the server, which sends it with sendfile(2)
+    before = h11_get(starlette.port, "/file/stats").json()
+    r = h11_get(starlette.port, "/file")
+    assert r.status == 200 and len(r.body) == before["size"] == 1 << 20
+    assert hashlib.sha256(r.body).hexdigest() == before["sha256"]
+    after = h11_get(starlette.port, "/file/stats").json()
+    assert after["sendfile"] - before["sendfile"] == 1 << 20
+
+
+def test_sse_starlette_event_source_response(starlette):
+    r = h11_get(starlette.port, "/sse")
+    assert r.status == 200 and r.header("content-type").startswith(b"text/event-stream")
+    events = [block for block in r.body.replace(b"\r\n", b"\n").split(b"\n\n") if block]
+    assert [e.split(b"\n") for e in events] == [
+        [b"id: %d" % i, b"event: tick", b"data: event %d" % i] for i in range(3)]
 
 
 def test_starlette_cookies_and_head(starlette):

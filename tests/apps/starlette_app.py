@@ -1,11 +1,24 @@
 """A Starlette app served as ASGI (tests/test_frameworks.py)."""
 import asyncio
+import atexit
 import contextlib
+import hashlib
+import os
+import tempfile
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from sse_starlette.sse import EventSourceResponse
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
+
+from flask_restful_async import _core
+
+# a file for FileResponse: 1 MiB of random bytes, made once per process
+FILE_PATH = os.path.join(tempfile.gettempdir(), "fra-starlette-file-%d.bin" % os.getpid())
+with open(FILE_PATH, "wb") as _f:
+    _f.write(os.urandom(1 << 20))
+atexit.register(os.unlink, FILE_PATH)
 
 
 @contextlib.asynccontextmanager
@@ -60,6 +73,26 @@ async def endless(request: Request):
     return StreamingResponse(gen(), media_type="application/octet-stream")
 
 
+async def file(request: Request):
+    """Starlette's FileResponse: on our server it takes http.response.pathsend (sendfile)."""
+    return FileResponse(FILE_PATH, media_type="application/octet-stream")
+
+
+async def file_stats(request: Request):
+    with open(FILE_PATH, "rb") as f:
+        data = f.read()
+    return JSONResponse({"sendfile": _core.sendfile_bytes(), "size": len(data),
+                         "sha256": hashlib.sha256(data).hexdigest()})
+
+
+async def sse(request: Request):
+    """sse-starlette's EventSourceResponse: three events, then the stream ends."""
+    async def events():
+        for i in range(3):
+            yield {"event": "tick", "id": str(i), "data": "event %d" % i}
+    return EventSourceResponse(events(), ping=600)
+
+
 async def state(request: Request):
     return JSONResponse(STATE.get(request.query_params["id"]))
 
@@ -94,5 +127,8 @@ app = Starlette(routes=[
     Route("/timeout", timeout),
     Route("/fail", fail),
     Route("/endless", endless),
+    Route("/file", file),
+    Route("/file/stats", file_stats),
+    Route("/sse", sse),
     Route("/__state__", state),
 ], lifespan=lifespan)
