@@ -1,7 +1,9 @@
 """Leak check of the C extension under a request-heavy load (valgrind memcheck).
 
 Runs the real server (ASGI, WSGI, then a flask-restful Api app on the native path: the loop,
-the pool through run_wsgi and submit, the Redis client against a redis-server of its own) under valgrind with PYTHONMALLOC=malloc, sends a mix of
+the pool through run_wsgi and submit, the Redis client against a redis-server of its own, and
+streams: files by sendfile on both roads, a generated stream, an upload read as it arrives, a
+Broadcast subscriber with pings, a followed file) under valgrind with PYTHONMALLOC=malloc, sends a mix of
 keep-alive and pipelined requests, bodies (Content-Length and chunked), app errors, malformed
 requests and clients that vanish mid-request, stops it with SIGTERM, and fails if valgrind
 reports memory definitely or indirectly lost from a stack that passes through
@@ -92,6 +94,53 @@ class Post(Resource):                           # in the pool, called directly (
     def post(self):
         return "ok:%d" % len(request.get_data())
 
+from flask_restful_async.streaming import (Broadcast, Event, EventStream, body_chunks, follow,
+                                           send_file)
+STREAM_DIR = os.environ["LEAKCHECK_STREAM_DIR"]
+news = Broadcast(history=4)
+
+class File(AsyncResource):                      # sendfile from the loop (zerocopy), ranges
+    async def get(self):
+        return send_file(os.path.join(STREAM_DIR, "file.bin"))
+
+class SyncFile(Resource):                       # sendfile through wsgi.file_wrapper
+    def get(self):
+        return send_file(os.path.join(STREAM_DIR, "file.bin"))
+
+class Gen(AsyncResource):                       # a generated stream, chunked
+    async def get(self):
+        async def chunks():
+            for i in range(5):
+                yield b"%d" % i * 1000
+        return chunks()
+
+class Up(AsyncResource):                        # a body read as it arrives
+    async def put(self):
+        n = 0
+        async for chunk in body_chunks():
+            n += len(chunk)
+        return "ok:%d" % n
+
+class News(AsyncResource):                      # a Broadcast subscriber: StreamGroup, pings
+    async def get(self):
+        return EventStream(news.subscribe(), ping=0.05)
+
+class Publish(AsyncResource):
+    async def post(self):
+        return "ok:%d" % news.publish(Event(data="hi", id="1"))
+
+class Follow(AsyncResource):                    # FileEvents on the server's loop
+    async def get(self):
+        lines = follow(os.path.join(STREAM_DIR, "log.txt"))
+        return EventStream((Event(data=line) async for line in lines), ping=0.05)
+
+native_api.add_resource(File, "/file")
+native_api.add_resource(SyncFile, "/sync-file")
+native_api.add_resource(Gen, "/gen")
+native_api.add_resource(Up, "/up")
+native_api.add_resource(News, "/news")
+native_api.add_resource(Publish, "/publish")
+native_api.add_resource(Follow, "/follow")
 native_api.add_resource(Sleep, "/sleep")
 native_api.add_resource(RedisUse, "/redis")
 native_api.add_resource(Post, "/p")
@@ -139,6 +188,77 @@ def drive(port, rounds):
     return ok
 
 
+FILE_SIZE = 300_000
+
+
+def _read_until(s, pred):
+    data = b""
+    while not pred(data):
+        chunk = s.recv(65536)
+        if not chunk:
+            raise RuntimeError("the server closed the connection early: %r" % data[-200:])
+        data += chunk
+    return data
+
+
+def _whole(s):
+    """One response with a Content-Length or chunked body; returns it."""
+    def done(d):
+        head, sep, body = d.partition(b"\r\n\r\n")
+        if not sep:
+            return False
+        m = re.search(rb"(?i)content-length: (\d+)", head)
+        return len(body) >= int(m.group(1)) if m else body.endswith(b"0\r\n\r\n")
+    return _read_until(s, done)
+
+
+def drive_streams(port, rounds, stream_dir):
+    """The native app's streams: files (both roads, a range, a client leaving mid-file), a
+    generated stream, an upload read as it arrives, a Broadcast subscriber fed and dropped, a
+    followed file.  Returns how many came back right (each round should give 8)."""
+    ok = 0
+    log = Path(stream_dir) / "log.txt"
+    for i in range(rounds):
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            for path in (b"/file", b"/sync-file"):
+                s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+                ok += len(_whole(s).partition(b"\r\n\r\n")[2]) == FILE_SIZE
+            s.sendall(b"GET /file HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9,-10\r\n\r\n")
+            ok += b" 206 " in _whole(s)
+            s.sendall(b"GET /gen HTTP/1.1\r\nHost: x\r\n\r\n")
+            ok += b"4444" in _whole(s)
+            s.sendall(b"PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n"
+                      + b"u" * 200000)
+            ok += b"ok:200000" in _whole(s)
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sub:
+            sub.sendall(b"GET /news HTTP/1.1\r\nHost: x\r\n\r\n")
+            _read_until(sub, lambda d: b"\r\n\r\n" in d)
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+                s.sendall(b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+                ok += b"ok:" in _whole(s)
+            ok += b"data: hi" in _read_until(sub, lambda d: b"data: hi" in d)
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as f:
+            f.sendall(b"GET /follow HTTP/1.1\r\nHost: x\r\n\r\n")
+            _read_until(f, lambda d: b"\r\n\r\n" in d)
+            line = b"line %d" % i
+            deadline = time.monotonic() + 30
+            data = b""
+            f.settimeout(0.5)
+            while line not in data and time.monotonic() < deadline:
+                with open(log, "ab") as out:  # (again until the watch is there)
+                    out.write(line + b"\n")
+                try:
+                    data += f.recv(65536)
+                except socket.timeout:
+                    pass
+            ok += line in data
+        s = socket.create_connection(("127.0.0.1", port), timeout=60)    # leaves mid-file
+        s.sendall(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.recv(1000)
+        s.close()
+    return ok
+
+
 TARGETS = {"asgi": ("leakapp:app", "asgi"), "wsgi": ("leakapp:wsgi", "wsgi"),
            "native": ("leakapp:native", "auto")}
 
@@ -171,6 +291,13 @@ def run(kind, rounds, workdir):
         ok = drive(p, rounds)
         if ok != rounds * 8:
             raise RuntimeError(f"{interface}: {ok} of {rounds * 8} expected 200 responses")
+        if kind == "native":
+            ok = drive_streams(p, rounds // 3, os.environ["LEAKCHECK_STREAM_DIR"])
+            if ok != rounds // 3 * 8:
+                raise RuntimeError(f"streams: {ok} of {rounds // 3 * 8} came back right")
+            print(f"native: {rounds // 3} rounds of streams (files on both roads, a range, a "
+                  "generated stream, an upload, a Broadcast subscriber, a followed file, a "
+                  "client leaving mid-file) all came back right")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=300)
@@ -211,6 +338,9 @@ def main():
     with tempfile.TemporaryDirectory(dir=os.environ.get("LEAKCHECK_DIR")) as d:
         workdir = Path(d)
         (workdir / "leakapp.py").write_text(APP)
+        (workdir / "file.bin").write_bytes(os.urandom(FILE_SIZE))
+        (workdir / "log.txt").write_bytes(b"")
+        os.environ["LEAKCHECK_STREAM_DIR"] = str(workdir)
         redis = start_redis(workdir)
         os.environ["REDIS_URL"] = "redis://127.0.0.1:%d/0" % redis.port
         try:
