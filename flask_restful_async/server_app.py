@@ -168,7 +168,10 @@ class ServerApp:
             return None
         response: ResponseBase = result
         if getattr(response, "serve_on_loop", False):
-            exchange.then(response.serve(Output.for_exchange(exchange)))
+            serving = response.serve(Output.for_exchange(exchange))
+            if self.watchdog is not None:  # the stream's steps are the handler's too
+                serving = self._watched(serving, ctx.route)
+            exchange.then(serving)
             return None
         environ = ctx.request.environ
         if response.is_streamed:

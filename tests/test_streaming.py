@@ -177,3 +177,10 @@ def read_events(c, n):
             fields.setdefault(name.decode(), []).append(value[1:].decode() if value.startswith(b" ") else value.decode())
         events.append(fields)
     return events
+
+
+def test_a_stream_that_blocks_the_loop_is_reported():
+    # the blocked-loop watchdog watches the stream's steps as it does the handler's
+    with serve_streaming_app("ours", env={"FRA_BLOCKED_LOOP_MS": "100"}) as srv:
+        assert h11_get(srv.port, "/stream/blocking").body == b"before after"
+        assert srv.wait_log(r"blocked the event loop.*block_the_loop_in_a_stream")

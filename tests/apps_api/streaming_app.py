@@ -10,6 +10,7 @@ GET  /stream/sync               a sync Resource returning a sync generator
 GET  /stream/fails/<how>        an async generator that fails before its first chunk: how =
                                 "raise" (ValueError) or "abort" (404)
 GET  /stream/fails-sync/<how>   the same from a sync Resource, a sync generator
+GET  /stream/blocking           a generator that blocks the loop for 0.4 s between two chunks
 GET  /state                     what the generators recorded (closed: their finally ran)
 GET  /events                    an EventStream of ticks with ids, resuming after Last-Event-ID
 GET  /events/quiet              an EventStream that says nothing (pings only), ping=0.2
@@ -44,6 +45,7 @@ import asyncio
 import hashlib
 import io
 import os
+import time
 
 from flask import Flask, request
 
@@ -130,6 +132,19 @@ class Fails(AsyncResource):
             fail(how)
             yield b"never"
         return achunks()
+
+
+def block_the_loop_in_a_stream():
+    time.sleep(0.4)  # what the blocked-loop watchdog must report (FRA_BLOCKED_LOOP_MS)
+
+
+class Blocking(AsyncResource):
+    async def get(self):
+        async def chunks():
+            yield b"before "
+            block_the_loop_in_a_stream()
+            yield b"after"
+        return chunks()
 
 
 class FailsSync(Resource):
@@ -329,6 +344,7 @@ api.add_resource(Forever, "/stream/forever")
 api.add_resource(SyncStream, "/stream/sync")
 api.add_resource(Fails, "/stream/fails/<how>")
 api.add_resource(FailsSync, "/stream/fails-sync/<how>")
+api.add_resource(Blocking, "/stream/blocking")
 api.add_resource(State, "/state")
 api.add_resource(Ticks, "/events")
 api.add_resource(Quiet, "/events/quiet")
