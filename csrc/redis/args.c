@@ -3,6 +3,7 @@
  * as redis-py encodes them: str in the connection's encoding, int in decimal, float as repr().
  * Owns nothing but the buffer's growth.  Every function here needs the GIL. */
 #include "redis_internal.h"
+#include "fra/http.h"
 #include <strings.h>
 
 static int reserve(RedisConnObject *rc, size_t need) {
@@ -25,24 +26,12 @@ static int reserve(RedisConnObject *rc, size_t need) {
   return 0;
 }
 
-/* Writes v in decimal at p; returns the length (at most 20). */
-static size_t put_u64(char *p, uint64_t v) {
-  char tmp[24];
-  size_t n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  for (size_t i = 0; i < n; i++) p[i] = tmp[n - 1 - i];
-  return n;
-}
-
 /* "<c><n>\r\n" at *len (a header: '*' count or '$' length). */
 static int put_header(RedisConnObject *rc, size_t *len, char c, uint64_t n) {
   if (reserve(rc, *len + 24)) return -1;
   char *p = rc->buf + *len;
   *p++ = c;
-  p += put_u64(p, n);
+  p += fra_decimal(p, n);
   *p++ = '\r';
   *p++ = '\n';
   *len = (size_t)(p - rc->buf);
@@ -85,7 +74,7 @@ static int put_arg(RedisConnObject *rc, size_t *len, PyObject *o, Py_ssize_t i) 
         *p++ = '-';
         u = 0 - u;
       }
-      p += put_u64(p, u);
+      p += fra_decimal(p, u);
       return put_bulk(rc, len, num, (size_t)(p - num));
     }
     PyObject *s = PyObject_Str(o);
