@@ -24,6 +24,11 @@ import tempfile
 
 from flask import request
 
+try:
+    from asgi_apps import _lifespan       # served: --app-dir bench/apps
+except ImportError:
+    from apps.asgi_apps import _lifespan  # imported by the harness (bench/ on the path)
+
 FILE_SIZE = 50_000
 CHUNK = b"x" * 65536  # one 64 KiB chunk, yielded again and again by every peer
 FILES_DIR = os.path.join(tempfile.gettempdir(), "fra-bench-stream")
@@ -177,13 +182,7 @@ except ImportError:  # the bench requirements are not installed: only ours can r
 async def pathsend_app(scope, receive, send):
     """Raw ASGI: GET /file answered with the pathsend extension (the server sends the file)."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await _lifespan(receive, send)
     if scope["path"] != "/file":
         await send({"type": "http.response.start", "status": 404,
                     "headers": [(b"content-length", b"0")]})
