@@ -119,12 +119,17 @@ class AsgiApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = self.app
-        if "wsgi_app" not in app.__dict__ and self._router.routing is Routing.PATH:
+        router = self._router
+        method = scope["method"]
+        route: Optional[Route] = None
+        # (WSGI middleware: only the WSGI way honours it)
+        direct = "wsgi_app" not in app.__dict__
+        if direct and router.routing is Routing.PATH:  # routed before the body is read
             path = scope["path"]
             root_path = scope.get("root_path", "")
             if root_path and path.startswith(root_path):
                 path = path[len(root_path):]
-            route = self._router.lookup(scope["method"], path)
+            route = router.lookup(method, path)
             if route is not None and route.plan.streams_body:
                 await self._streaming_body(scope, receive, send, route)
                 return
@@ -138,20 +143,10 @@ class AsgiApp:
         if body is None:
             return  # the client left before its request was complete
         self._set_loop_vars()
-        router = self._router
-        method = scope["method"]
-        route: Optional[Route] = None
         request = None
-        if "wsgi_app" not in app.__dict__:  # (WSGI middleware: only the WSGI way honours it)
-            if router.routing is Routing.PATH:
-                path = scope["path"]
-                root_path = scope.get("root_path", "")
-                if root_path and path.startswith(root_path):
-                    path = path[len(root_path):]
-                route = router.lookup(method, path)
-            elif router.routing is Routing.REQUEST:
-                request = app.request_class(environ_from_scope(scope, body))
-                route = router.match(request)
+        if direct and router.routing is Routing.REQUEST:  # routed by the whole request
+            request = app.request_class(environ_from_scope(scope, body))
+            route = router.match(request)
         if route is None or route.kind is RouteKind.THREAD:
             await self._run_in_thread(app.wsgi_app, environ_from_scope(scope, body), send)
             return

@@ -6,16 +6,13 @@ from typing import Any, Optional, Tuple
 from werkzeug.wrappers import Response as ResponseBase
 
 from flask_restful_async.representations.json import output_json
-from flask_restful_async.streaming.responses import stream_response_of
+from flask_restful_async.streaming.responses import PLAIN_RESULTS, stream_response_of
 from flask_restful_async.utils import unpack
 
 __all__ = ["JSON", "json_dumps_default", "render_direct", "shape_result", "whole_response"]
 
 #: the Content-Type of a direct answer
 JSON = b"application/json"
-
-#: results that are data (rendered as JSON), never a stream
-_PLAIN = frozenset({dict, list, str, int, float, bool, type(None)})
 
 # json.dumps(data) with its default settings, without making an encoder per call: the same
 # C encoder, minus the circular-reference bookkeeping (anything it cannot encode, circular
@@ -75,7 +72,7 @@ def shape_result(api: Any, app: Any, ctx: Any, method: str,
     `needs_response_object`), else (None, the response)."""
     if isinstance(rv, ResponseBase):
         return None, rv
-    if type(rv) not in _PLAIN:
+    if type(rv) not in PLAIN_RESULTS:  # (the common case: no call)
         stream = stream_response_of(rv)
         if stream is not None:
             return None, stream

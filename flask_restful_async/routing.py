@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing.converters import DEFAULT_CONVERTERS
 
 from flask_restful_async.resources import AsyncResource, Resource
+from flask_restful_async.streaming.body import reads_body_in_chunks
 
 __all__ = ["RouteKind", "Routing", "Route", "Plan", "Router", "is_async_view"]
 
@@ -104,7 +105,6 @@ class Plan:
         #: the body is here (streaming.body)
         self.streams_body = False
         if route.resource is not None and route.kind is RouteKind.DIRECT:
-            from flask_restful_async.streaming.body import reads_body_in_chunks
             meth = getattr(route.resource, self.attr, None)
             if meth is None and method == "HEAD":
                 meth = getattr(route.resource, "get", None)

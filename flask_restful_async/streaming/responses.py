@@ -20,10 +20,10 @@ from werkzeug.wrappers import Response as ResponseBase
 from flask_restful_async._core import Exchange
 from flask_restful_async.loops import run_coroutine_sync
 
-__all__ = ["Output", "StreamResponse", "stream_response_of", "aclose_quietly"]
+__all__ = ["Output", "StreamResponse", "stream_response_of", "aclose_quietly", "PLAIN_RESULTS"]
 
 #: result types that are never a stream (checked first: they are what resources return)
-_PLAIN = frozenset({dict, list, str, bytes, int, float, bool, type(None)})
+PLAIN_RESULTS = frozenset({dict, list, str, bytes, int, float, bool, type(None)})
 
 
 class Output:
@@ -216,12 +216,12 @@ class _AsyncInThread:
 def stream_response_of(rv: Any) -> Optional[ResponseBase]:
     """What a resource returned, as a StreamResponse when it is an iterator of chunks (alone,
     or as the body of a (body, status[, headers]) tuple); else None."""
-    if type(rv) in _PLAIN or isinstance(rv, ResponseBase):
+    if type(rv) in PLAIN_RESULTS or isinstance(rv, ResponseBase):
         return None
     body, status, headers = rv, None, None
     if type(rv) is tuple and rv:
         body = rv[0]
-        if type(body) in _PLAIN:
+        if type(body) in PLAIN_RESULTS:
             return None
         if len(rv) > 1:
             status = rv[1]
